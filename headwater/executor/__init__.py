@@ -1,0 +1,1 @@
+"""Executors run task tries: in this process, in local worker processes, or (later) on Dask."""

@@ -1,0 +1,1 @@
+"""Orchestration: DAG authoring, the DAG-run kernel, the scheduler and DAG discovery."""

@@ -1,0 +1,54 @@
+"""Settings: one frozen object, built in one place from the environment.
+
+Nothing reads the environment at import time; :func:`Settings.from_env` is called
+by the CLI (or by a user's code) and the result is passed down.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where headwater keeps its state and how it runs.
+
+    ``home`` holds the SQLite database, logs and task artifacts by default.
+    """
+
+    home: Path
+    db_url: str
+    dags_folder: Path
+    parallelism: int = 2
+    dag_parse_timeout: float = 30.0
+    min_file_process_interval: float = 30.0
+    scheduler_heartbeat: float = 1.0
+    xcom_inline_limit: int = 64 * 1024
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def logs_folder(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def artifacts_folder(self) -> Path:
+        return self.home / "artifacts"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``HEADWATER_*`` variables, then apply ``overrides``.
+
+        ``HEADWATER_HOME`` (default ``./.headwater``), ``HEADWATER_DB_URL`` (default a
+        SQLite file in home), ``HEADWATER_DAGS_FOLDER`` (default ``home/dags``),
+        ``HEADWATER_PARALLELISM`` (default: number of CPUs).
+        """
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("HEADWATER_HOME", ".headwater")).expanduser().resolve()
+        db_url = env.get("HEADWATER_DB_URL") or f"sqlite:///{home / 'headwater.db'}"
+        dags = Path(env.get("HEADWATER_DAGS_FOLDER", str(home / "dags"))).expanduser().resolve()
+        parallelism = int(env.get("HEADWATER_PARALLELISM", str(os.cpu_count() or 2)))
+        settings = cls(home=home, db_url=db_url, dags_folder=dags, parallelism=max(1, parallelism))
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **clean) if clean else settings  # type: ignore[arg-type]

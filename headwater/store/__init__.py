@@ -1,0 +1,1 @@
+"""The metadata store: DAGs, runs, task instances, tries, results, pools, import errors."""
