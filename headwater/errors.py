@@ -85,3 +85,14 @@ class SensorTimeoutError(TaskFailedError):
 
 class TaskTimeoutError(TaskFailedError):
     """A task ran past its ``execution_timeout``."""
+
+
+class TaskReschedule(HeadwaterError):  # noqa: N818 - a signal, not an error
+    """Raised by a sensor in ``reschedule`` mode: free the worker slot, poke again at ``reschedule_at``.
+
+    ``reschedule_at`` is a UNIX timestamp.
+    """
+
+    def __init__(self, reschedule_at: float) -> None:
+        super().__init__(f"reschedule at {reschedule_at}")
+        self.reschedule_at = reschedule_at
