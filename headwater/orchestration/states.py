@@ -68,3 +68,5 @@ class TriggerRule(StrEnum):
     ONE_FAILED = "one_failed"
     NONE_FAILED = "none_failed"
     NONE_SKIPPED = "none_skipped"
+    NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
+    ALWAYS = "always"
