@@ -20,6 +20,10 @@ class Clock(Protocol):
         """Seconds on a clock that never goes backwards."""
         ...
 
+    def sleep(self, seconds: float) -> None:
+        """Wait (a fake clock just moves forward)."""
+        ...
+
 
 class SystemClock:
     """The real wall clock."""
@@ -29,6 +33,10 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
 
 
 class FakeClock:
@@ -45,6 +53,9 @@ class FakeClock:
 
     def monotonic(self) -> float:
         return self._mono
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward."""

@@ -121,7 +121,15 @@ class Timetable(Protocol):
 class NullTimetable:
     """``schedule=None``: runs only when triggered."""
 
-    def next_interval(self, last: DataInterval | None, **_: object) -> DataInterval | None:
+    def next_interval(
+        self,
+        last: DataInterval | None,
+        *,
+        start_date: dt.datetime | None,
+        end_date: dt.datetime | None = None,
+        catchup: bool = True,
+        now: dt.datetime | None = None,
+    ) -> DataInterval | None:
         return None
 
     def interval_for(self, logical_date: dt.datetime) -> DataInterval:

@@ -1,0 +1,338 @@
+"""The DAG-run kernel: the state machine of one DAG run's task instances, with no I/O.
+
+The scheduler owns time, the store and the executor; the kernel only decides.
+Task-instance transitions (Airflow's states)::
+
+    none ──ready──> scheduled ──queue──> queued ──running event──> running
+    running ──success/skipped event──> success | skipped
+    running ──failed event──> up_for_retry (tries left, retryable) ──retry time──> queued
+                          └─> failed
+    running ──reschedule event──> up_for_reschedule ──poke time──> queued (same try)
+    none|scheduled ──upstream can no longer satisfy the trigger rule──> skipped | upstream_failed
+
+Every change is remembered and handed out by :meth:`RunKernel.drain` as one
+:class:`~headwater.store.base.UnitOfWork`, so the scheduler commits each step in a
+single transaction before it acts on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+
+from headwater.executor.base import TaskEvent, TaskKey
+from headwater.orchestration.spec import DagSpec, TaskSpec
+from headwater.orchestration.states import RunState, TaskState
+from headwater.orchestration.trigger_rules import UpstreamCounts, evaluate
+from headwater.store.base import DagRunRecord, TaskInstanceRecord, TryRecord, UnitOfWork, XComRecord
+
+PastState = Callable[[str], "TaskState | None"]
+
+_WAITING = (TaskState.NONE, TaskState.SCHEDULED)
+_OK_PAST = (TaskState.SUCCESS, TaskState.SKIPPED)
+
+
+def _ts(value: float | None, default: dt.datetime) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value, dt.UTC) if value is not None else default
+
+
+def new_task_instances(spec: DagSpec, run_id: str) -> list[TaskInstanceRecord]:
+    """The task instances of a new run: one per task, state ``none``."""
+    return [
+        TaskInstanceRecord(
+            dag_id=spec.dag_id,
+            run_id=run_id,
+            task_id=t.task_id,
+            max_tries=t.retries + 1,
+            operator=t.operator,
+            pool=t.pool,
+            pool_slots=t.pool_slots,
+        )
+        for t in spec.tasks.values()
+    ]
+
+
+class RunKernel:
+    """Decides what happens next in one DAG run.
+
+    ``past_state(task_id)`` returns the state of the same task in the previous run
+    (for ``depends_on_past``), or None when there is no previous run.
+    """
+
+    def __init__(
+        self,
+        spec: DagSpec,
+        run: DagRunRecord,
+        task_instances: Iterable[TaskInstanceRecord],
+        past_state: PastState | None = None,
+    ) -> None:
+        self.spec = spec
+        self.run = run
+        self.tis: dict[str, TaskInstanceRecord] = {ti.task_id: ti for ti in task_instances}
+        self.past_state = past_state
+        self._order = [tid for tid in spec.topological_order() if tid in self.tis]
+        self._downstream = spec.downstream()
+        self._dirty: dict[str, None] = {}
+        self._tries: dict[tuple[str, int], TryRecord] = {}
+        self._dirty_tries: dict[tuple[str, int], None] = {}
+        self._xcoms: list[XComRecord] = []
+        self._run_dirty = False
+        # Task instances of tasks no longer in the DAG are "removed" (Airflow).
+        for tid, ti in self.tis.items():
+            if tid not in spec.tasks and ti.state is not TaskState.REMOVED:
+                ti.state = TaskState.REMOVED
+                self._dirty[tid] = None
+
+    # -- reading
+    def task(self, task_id: str) -> TaskSpec:
+        return self.spec.tasks[task_id]
+
+    def active(self) -> list[TaskInstanceRecord]:
+        """Task instances holding an executor slot (queued or running)."""
+        return [ti for ti in self.tis.values() if ti.state.active]
+
+    def next_wakeup(self) -> dt.datetime | None:
+        """The earliest time a retry or a sensor reschedule becomes due."""
+        times = [
+            ti.next_attempt_at
+            for ti in self.tis.values()
+            if ti.state in (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE) and ti.next_attempt_at
+        ]
+        return min(times) if times else None
+
+    def finished(self) -> bool:
+        return all(ti.state.finished for ti in self.tis.values())
+
+    def stuck(self) -> bool:
+        """Unfinished, yet nothing is running, due later, or ready (e.g. depends_on_past waits)."""
+        if self.finished():
+            return False
+        for ti in self.tis.values():
+            if ti.state.active or ti.state in (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE):
+                return False
+            if ti.state is TaskState.SCHEDULED:
+                return False
+        return True
+
+    # -- deciding
+    def ready(self, now: dt.datetime) -> list[TaskInstanceRecord]:
+        """Advance waiting task instances; return those that may be queued now.
+
+        Walks the tasks in topological order, so a skip or failure propagates down a
+        whole chain in one call.
+        """
+        if self.run.state is RunState.QUEUED:
+            self.run.state = RunState.RUNNING
+            self.run.start_date = self.run.start_date or now
+            self._run_dirty = True
+        out: list[TaskInstanceRecord] = []
+        for tid in self._order:
+            ti = self.tis[tid]
+            state = ti.state
+            if state in _WAITING:
+                verdict = evaluate(
+                    self.spec.tasks[tid].trigger_rule,
+                    UpstreamCounts.of(self.tis[u].state for u in self.spec.tasks[tid].upstream),
+                )
+                if verdict == "run":
+                    if not self._past_ok(tid):
+                        continue
+                    if state is not TaskState.SCHEDULED:
+                        self._set(ti, TaskState.SCHEDULED, now)
+                    out.append(ti)
+                elif verdict == "skip":
+                    self._finish(ti, TaskState.SKIPPED, now, "skipped: upstream tasks were skipped")
+                elif verdict == "upstream_failed":
+                    self._finish(ti, TaskState.UPSTREAM_FAILED, now, "an upstream task failed")
+            elif state in (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE):
+                if ti.next_attempt_at is None or ti.next_attempt_at <= now:
+                    out.append(ti)
+        self._settle_run(now)
+        return out
+
+    def _past_ok(self, task_id: str) -> bool:
+        if not self.spec.tasks[task_id].depends_on_past or self.past_state is None:
+            return True
+        past = self.past_state(task_id)
+        return past is None or past in _OK_PAST
+
+    # -- acting
+    def queue(self, task_id: str, now: dt.datetime, log_path: str) -> TaskInstanceRecord:
+        """Mark a ready task instance queued and open its try. A sensor poke after a
+        reschedule continues the same try (same number, same log)."""
+        ti = self.tis[task_id]
+        if ti.state is not TaskState.UP_FOR_RESCHEDULE:
+            ti.try_number += 1
+            ti.start_date = ti.end_date = ti.duration = None
+            ti.sensor_started_at = None
+            ti.pid = ti.hostname = None
+        ti.state = TaskState.QUEUED
+        ti.queued_at = now
+        ti.next_attempt_at = None
+        ti.updated_at = now
+        self._dirty[task_id] = None
+        self._try(ti, TaskState.QUEUED, log_path=log_path)
+        return ti
+
+    def apply(self, event: TaskEvent, now: dt.datetime) -> bool:
+        """Apply an executor event. Returns False (and changes nothing) for a stale
+        event: another try, or a task instance cleared or finished meanwhile."""
+        ti = self.tis.get(event.key.task_id)
+        if ti is None or ti.try_number != event.key.try_number or not ti.state.active:
+            return False
+        spec = self.spec.tasks.get(ti.task_id)
+        if event.state == "running":
+            ti.state = TaskState.RUNNING
+            ti.start_date = ti.start_date or _ts(event.start, now)
+            ti.pid, ti.hostname = event.pid, event.hostname
+            if spec is not None and spec.is_sensor and ti.sensor_started_at is None:
+                ti.sensor_started_at = _ts(event.start, now)
+            ti.updated_at = now
+            self._dirty[ti.task_id] = None
+            self._try(ti, TaskState.RUNNING, start=_ts(event.start, now), pid=event.pid, host=event.hostname)
+            return True
+        end = _ts(event.end, now)
+        ti.rendered = event.rendered or ti.rendered
+        if ti.start_date is None:
+            ti.start_date = _ts(event.start, end)
+        if event.state == "up_for_reschedule":
+            ti.state = TaskState.UP_FOR_RESCHEDULE
+            ti.next_attempt_at = _ts(event.reschedule_at, now)
+            ti.reason = event.reason or "sensor condition not met; poking again later"
+            ti.updated_at = now
+            self._dirty[ti.task_id] = None
+            self._try(ti, TaskState.UP_FOR_RESCHEDULE, reason=ti.reason)
+            return True
+        for key, value in event.xcom.items():
+            self._xcoms.append(XComRecord(ti.dag_id, ti.run_id, ti.task_id, key, value, created_at=end))
+        if event.state == "success":
+            self._finish(ti, TaskState.SUCCESS, end, event.reason)
+        elif event.state == "skipped":
+            self._finish(ti, TaskState.SKIPPED, end, event.reason)
+        elif event.retryable and ti.try_number < ti.max_tries and spec is not None:
+            ti.state = TaskState.UP_FOR_RETRY
+            ti.end_date = end
+            ti.duration = (end - ti.start_date).total_seconds() if ti.start_date else None
+            ti.next_attempt_at = end + dt.timedelta(seconds=spec.retry_wait(ti.try_number))
+            ti.reason = event.reason
+            ti.updated_at = now
+            self._dirty[ti.task_id] = None
+            self._try(ti, TaskState.FAILED, end=end, reason=event.reason)
+        else:
+            self._finish(ti, TaskState.FAILED, end, event.reason)
+        for skip_id in event.skip:
+            other = self.tis.get(skip_id)
+            if other is not None and other.state in _WAITING:
+                self._finish(other, TaskState.SKIPPED, end, f"skipped by {ti.task_id}")
+        return True
+
+    def fail_orphan(self, task_id: str, now: dt.datetime, reason: str) -> None:
+        """A queued or running try whose process is gone: count it as a failed try."""
+        ti = self.tis[task_id]
+        event = TaskEvent(
+            key=_key(ti), state="failed", reason=reason, end=now.timestamp(), retryable=True
+        )
+        if ti.state is TaskState.QUEUED:
+            ti.state = TaskState.RUNNING  # so apply() accepts it
+        self.apply(event, now)
+
+    # -- bookkeeping
+    def _set(self, ti: TaskInstanceRecord, state: TaskState, now: dt.datetime) -> None:
+        ti.state = state
+        ti.updated_at = now
+        self._dirty[ti.task_id] = None
+
+    def _finish(self, ti: TaskInstanceRecord, state: TaskState, end: dt.datetime, reason: str) -> None:
+        was_tried = ti.state.active
+        ti.state = state
+        ti.end_date = end
+        ti.duration = (end - ti.start_date).total_seconds() if ti.start_date and was_tried else None
+        ti.reason = reason
+        ti.next_attempt_at = None
+        ti.updated_at = end
+        self._dirty[ti.task_id] = None
+        if was_tried:
+            self._try(ti, state, end=end, reason=reason)
+
+    def _try(
+        self,
+        ti: TaskInstanceRecord,
+        state: TaskState,
+        *,
+        log_path: str | None = None,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        pid: int | None = None,
+        host: str | None = None,
+        reason: str = "",
+    ) -> None:
+        key = (ti.task_id, ti.try_number)
+        rec = self._tries.get(key)
+        if rec is None:
+            rec = TryRecord(ti.dag_id, ti.run_id, ti.task_id, ti.try_number, state, operator=ti.operator)
+            self._tries[key] = rec
+        rec.state = state
+        rec.log_path = log_path or rec.log_path
+        rec.start_date = start or rec.start_date or ti.start_date
+        rec.pid = pid or rec.pid
+        rec.hostname = host or rec.hostname
+        if end is not None:
+            rec.end_date = end
+            rec.duration = (end - rec.start_date).total_seconds() if rec.start_date else None
+        if reason:
+            rec.reason = reason
+        self._dirty_tries[key] = None
+
+    def _settle_run(self, now: dt.datetime) -> None:
+        if self.run.state.finished or not self.finished():
+            return
+        leaves = [tid for tid in self.spec.tasks if not self._downstream[tid] and tid in self.tis]
+        bad = (TaskState.FAILED, TaskState.UPSTREAM_FAILED)
+        failed = any(self.tis[tid].state in bad for tid in leaves)
+        self.run.state = RunState.FAILED if failed else RunState.SUCCESS
+        self.run.end_date = now
+        self._run_dirty = True
+
+    def settle(self, now: dt.datetime) -> None:
+        """Update the run's state if every task instance has finished."""
+        self._settle_run(now)
+
+    def drain(self) -> UnitOfWork:
+        """Hand out every change since the last drain, as one unit of work."""
+        work = UnitOfWork(
+            task_instances=[self.tis[tid] for tid in self._dirty],
+            tries=[self._tries[k] for k in self._dirty_tries],
+            xcoms=self._xcoms,
+            runs=[self.run] if self._run_dirty else [],
+        )
+        # Open tries stay cached so later events update the same record.
+        self._dirty = {}
+        self._dirty_tries = {}
+        self._tries = {k: v for k, v in self._tries.items() if not v.state.finished}
+        self._xcoms = []
+        self._run_dirty = False
+        return work
+
+
+def _key(ti: TaskInstanceRecord) -> TaskKey:
+    return TaskKey(ti.dag_id, ti.run_id, ti.task_id, ti.try_number)
+
+
+def merge(works: Iterable[UnitOfWork]) -> UnitOfWork:
+    """Several units of work as one (one transaction for a whole scheduling step)."""
+    out = UnitOfWork()
+    for w in works:
+        out.task_instances.extend(w.task_instances)
+        out.tries.extend(w.tries)
+        out.runs.extend(w.runs)
+        out.xcoms.extend(w.xcoms)
+        out.clear_xcoms.extend(w.clear_xcoms)
+    return out
+
+
+def counts_by_state(tis: Mapping[str, TaskInstanceRecord]) -> dict[TaskState, int]:
+    """How many task instances are in each state."""
+    out: dict[TaskState, int] = {}
+    for ti in tis.values():
+        out[ti.state] = out.get(ti.state, 0) + 1
+    return out
