@@ -144,9 +144,10 @@ class RunKernel:
                     self._finish(ti, TaskState.SKIPPED, now, "skipped: upstream tasks were skipped")
                 elif verdict == "upstream_failed":
                     self._finish(ti, TaskState.UPSTREAM_FAILED, now, "an upstream task failed")
-            elif state in (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE):
-                if ti.next_attempt_at is None or ti.next_attempt_at <= now:
-                    out.append(ti)
+            elif state in (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE) and (
+                ti.next_attempt_at is None or ti.next_attempt_at <= now
+            ):
+                out.append(ti)
         self._settle_run(now)
         return out
 
@@ -235,6 +236,13 @@ class RunKernel:
         if ti.state is TaskState.QUEUED:
             ti.state = TaskState.RUNNING  # so apply() accepts it
         self.apply(event, now)
+
+    def fail_missing_pool(self, task_id: str, now: dt.datetime) -> None:
+        """Fail a task whose pool does not exist (a user error, said plainly)."""
+        ti = self.tis[task_id]
+        pool = self.spec.tasks[task_id].pool
+        self._finish(ti, TaskState.FAILED, now, f"pool {pool!r} does not exist; create it with "
+                     f"`headwater pools set {pool} SLOTS` and clear the task")
 
     # -- bookkeeping
     def _set(self, ti: TaskInstanceRecord, state: TaskState, now: dt.datetime) -> None:
