@@ -1,0 +1,74 @@
+"""Running a scheduler from a command, with a Rich progress bar on a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from headwater.cli.output import console
+
+if TYPE_CHECKING:
+    from headwater.cli.env import Env
+    from headwater.executor.base import Executor
+    from headwater.orchestration.scheduler import Scheduler, SchedulerOptions, SchedulerReport
+
+
+def make_executor(kind: str, parallelism: int) -> Executor:
+    """``local``: a pool of worker processes; ``inline``: in this process, one at a time."""
+    if kind == "inline":
+        from headwater.executor.inline import InlineExecutor
+
+        return InlineExecutor()
+    from headwater.executor.local import LocalExecutor
+
+    return LocalExecutor(parallelism=parallelism)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(scheduler: Scheduler) -> Iterator[None]:
+    """SIGTERM/SIGINT end the loop after the current step; tasks in flight are killed
+    and recorded as failed tries (retried by their policy on the next start)."""
+
+    def handler(signum: int, frame: object) -> None:
+        scheduler.stop()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_scheduler(
+    env: Env, executor: Executor, options: SchedulerOptions, *, total_tasks: int | None = None,
+    description: str = "running",
+) -> SchedulerReport:
+    """Run a scheduler to its end; show progress of task instances when on a terminal."""
+    from headwater.orchestration.scheduler import Scheduler
+
+    refresh = env.refresh_dags if options.only_runs is None else None
+    out = console()
+    if total_tasks and out.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=out, transient=False,
+        ) as progress:
+            bar = progress.add_task(description, total=total_tasks)
+
+            def on_step(s: Scheduler) -> None:
+                progress.update(bar, completed=min(s.report.progress(s), total_tasks))
+
+            scheduler = Scheduler(env.store, executor, env.settings, options, refresh_dags=refresh,
+                                  on_step=on_step)
+            with _stop_on_signals(scheduler):
+                report = scheduler.run()
+            progress.update(bar, completed=total_tasks)
+            return report
+    scheduler = Scheduler(env.store, executor, env.settings, options, refresh_dags=refresh)
+    with _stop_on_signals(scheduler):
+        return scheduler.run()
