@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from headwater.errors import TemplateError, UserError
+from headwater.orchestration.templating import TemplateRenderer, needs_rendering
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -79,9 +80,17 @@ class Target(ABC):
 
 
 def render_path(path: str, context: Mapping[str, Any]) -> str:
-    """Render a Jinja-templated path; paths without ``{{`` or ``{%`` come back unchanged."""
-    if "{{" not in path and "{%" not in path:
+    """Render a Jinja-templated path; paths without ``{{`` or ``{%`` come back unchanged.
+
+    With a task in the context (a try's context) the path is rendered like the
+    task's template fields, with the same filters and error messages; without
+    one, with plain Jinja.
+    """
+    if not needs_rendering(path):
         return path
+    task = context.get("task")
+    if task is not None and hasattr(task, "template_ext"):
+        return str(TemplateRenderer(task, context).render(path, f"outputs: {path}"))
     # Imported here: most targets have plain paths, and jinja2 costs import time.
     import jinja2
 

@@ -220,3 +220,16 @@ def test_fsspec_target_renders_its_url(tmp_path: Path) -> None:
     with rendered.open("w") as f:
         f.write("x")
     assert (tmp_path / "2024-05-06.txt").exists()
+
+
+def test_in_a_try_paths_render_like_template_fields(tmp_path: Path) -> None:
+    from headwater.orchestration.dag import DAG
+    from headwater.orchestration.operators import EmptyOperator
+
+    dag = DAG("render_dag", schedule=None, user_defined_filters={"shout": str.upper})
+    op = EmptyOperator(task_id="t", dag=dag)
+    target = LocalTarget(str(tmp_path / "{{ params.name | shout }}_{{ ds_nodash }}.csv"))
+    rendered = target.render({"task": op, "params": {"name": "eu"}, "ds_nodash": "20240102"})
+    assert rendered.path == str(tmp_path / "EU_20240102.csv")
+    with pytest.raises(TemplateError, match=r"task 't'.*'missing' is undefined"):
+        LocalTarget("{{ missing }}.csv").render({"task": op})
