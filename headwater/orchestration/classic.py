@@ -98,7 +98,8 @@ class _Register(type):
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         values = cls._resolve_params(args, kwargs)  # type: ignore[attr-defined]
-        key = (cls, tuple((name, cls._params()[name].serialize(v)) for name, v in values.items()))  # type: ignore[attr-defined]
+        params = cls._params()  # type: ignore[attr-defined]
+        key = (cls, tuple((name, params[name].serialize(v)) for name, v in values.items()))
         instance = _Register._instances.get(key)
         if instance is None:
             instance = super().__call__(**values)
@@ -503,6 +504,8 @@ class ClassicTaskOperator(BaseOperator):
         if task.pool:
             kwargs.setdefault("pool", task.pool)
         kwargs.setdefault("do_xcom_push", False)
+        # Kept with the operator's other Airflow-only arguments; the scheduler has no priorities yet.
+        kwargs.setdefault("priority_weight", task.priority)
         # A task that overrides complete() (a row count, a marker in a database)
         # is asked itself; otherwise its targets are checked one by one.
         overridden = type(task).complete is not Task.complete

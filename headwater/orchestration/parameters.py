@@ -198,7 +198,9 @@ class DateSecondParameter(Parameter):
         return ensure_utc(value).replace(microsecond=0)
 
     def serialize(self, value: Any) -> str:
-        return str(ensure_utc(value).strftime(self._format))
+        v = ensure_utc(value)
+        # Spelled out: strftime's %Y does not pad years before 1000 to four digits.
+        return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}{v.minute:02d}{v.second:02d}"
 
     def _check(self, value: Any) -> dt.datetime:
         if not isinstance(value, dt.datetime):
