@@ -72,6 +72,12 @@ class SchedulerReport:
     finished: dict[RunKey, RunState] = field(default_factory=dict)
     stuck: list[RunKey] = field(default_factory=list)
     tries: int = 0
+    tasks_done: int = 0
+
+    def progress(self, scheduler: Scheduler) -> int:
+        """Task instances finished so far, in finished and in active runs."""
+        live = sum(1 for k in scheduler.kernels.values() for ti in k.tis.values() if ti.state.finished)
+        return self.tasks_done + live
 
 
 class Scheduler:
@@ -415,6 +421,7 @@ class Scheduler:
     def _forget_finished(self) -> None:
         for key in [k for k, kern in self.kernels.items() if kern.run.state.finished]:
             self.report.finished[key] = self.kernels[key].run.state
+            self.report.tasks_done += len(self.kernels[key].tis)
             del self.kernels[key]
             self._xcoms.pop(key, None)
 
