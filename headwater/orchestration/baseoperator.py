@@ -214,9 +214,7 @@ class BaseOperator:
 
     def _non_negative_int(self, value: object, what: str) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise DagDefinitionError(
-                f"{what} of task {self.task_id!r} must be a whole number >= 0, got {value!r}"
-            )
+            raise DagDefinitionError(f"{what} of task {self.task_id!r} must be a whole number >= 0, got {value!r}")
         return value
 
     def _check_trigger_rule(self, value: object) -> TriggerRule:
@@ -266,8 +264,7 @@ class BaseOperator:
     def dag(self, dag: DAG) -> None:
         if self._dag is not None and self._dag is not dag:
             raise DagDefinitionError(
-                f"task {self.task_id!r} is already in DAG {self._dag.dag_id!r}; "
-                f"it cannot move to {dag.dag_id!r}"
+                f"task {self.task_id!r} is already in DAG {self._dag.dag_id!r}; it cannot move to {dag.dag_id!r}"
             )
         dag.add_task(self)
 
@@ -427,8 +424,7 @@ def _join_dags(a: BaseOperator, b: BaseOperator) -> None:
     """Put two tasks being linked in the same DAG, or refuse if they are in different ones."""
     if a._dag is not None and b._dag is not None and a._dag is not b._dag:
         raise DagDefinitionError(
-            f"cannot link task {a.task_id!r} of DAG {a._dag.dag_id!r} with task {b.task_id!r} "
-            f"of DAG {b._dag.dag_id!r}",
+            f"cannot link task {a.task_id!r} of DAG {a._dag.dag_id!r} with task {b.task_id!r} of DAG {b._dag.dag_id!r}",
             hint="a task can only depend on tasks of its own DAG",
         )
     dag = a._dag or b._dag
@@ -455,9 +451,7 @@ def _add_edge(up: BaseOperator, down: BaseOperator) -> None:
         return
     for rel, other in ((up._downstream, down), (down._upstream, up)):
         if other.task_id in rel and rel[other.task_id] is not other:
-            raise DagDefinitionError(
-                f"two different tasks are named {other.task_id!r}", hint="rename one of them"
-            )
+            raise DagDefinitionError(f"two different tasks are named {other.task_id!r}", hint="rename one of them")
     path = _path(down, up)
     if path:
         cycle = " >> ".join(t.task_id for t in [*path, down])

@@ -56,9 +56,7 @@ def validate_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise DagDefinitionError(f"{what} must be a non-empty string, got {value!r}")
     if len(value) > MAX_ID_LENGTH:
-        raise DagDefinitionError(
-            f"{what} {value[:40]!r}... is {len(value)} characters long (max {MAX_ID_LENGTH})"
-        )
+        raise DagDefinitionError(f"{what} {value[:40]!r}... is {len(value)} characters long (max {MAX_ID_LENGTH})")
     if not _ID_RE.match(value):
         bad = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "_.-"))})
         raise DagDefinitionError(
@@ -181,13 +179,10 @@ class DAG:
         self.start_date = to_utc(
             start_date if start_date is not None else self.default_args.get("start_date"), "start_date"
         )
-        self.end_date = to_utc(
-            end_date if end_date is not None else self.default_args.get("end_date"), "end_date"
-        )
+        self.end_date = to_utc(end_date if end_date is not None else self.default_args.get("end_date"), "end_date")
         if self.start_date and self.end_date and self.end_date < self.start_date:
             raise DagDefinitionError(
-                f"DAG {dag_id!r} ends ({self.end_date.isoformat()}) before it starts "
-                f"({self.start_date.isoformat()})"
+                f"DAG {dag_id!r} ends ({self.end_date.isoformat()}) before it starts ({self.start_date.isoformat()})"
             )
         self.catchup = bool(catchup)
         if params is not None and not isinstance(params, dict):
