@@ -15,6 +15,7 @@ import functools
 import inspect
 import itertools
 import logging
+import re
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -103,6 +104,10 @@ def _apply_defaults(init: _F) -> _F:
                     kwargs[key] = value
         try:
             init(self, *args, **kwargs)
+        except TypeError as exc:
+            if outermost and _MISSING_RE.search(str(exc)):
+                raise _missing_argument_error(type(self), kwargs, str(exc)) from None
+            raise
         finally:
             if outermost:
                 self.__dict__["_hw_in_init"] = False
@@ -110,6 +115,22 @@ def _apply_defaults(init: _F) -> _F:
             self._set_xcomarg_dependencies()
 
     return wrapper  # type: ignore[return-value]
+
+
+_MISSING_RE = re.compile(r"missing \d+ required (?:keyword-only |positional )?arguments?: (.*)$")
+
+
+def _missing_argument_error(cls: type, kwargs: dict[str, Any], message: str) -> DagDefinitionError:
+    """Python's "missing required argument" as a DagDefinitionError, with suggestions for misspelt ones."""
+    match = _MISSING_RE.search(message)
+    missing = match.group(1) if match else message
+    accepted = accepted_arguments(cls)
+    unknown = [k for k in kwargs if k not in accepted]
+    hints = "".join(suggest(k, accepted) for k in unknown)
+    extra = f" Unknown argument{'s' if len(unknown) > 1 else ''}: {', '.join(map(repr, unknown))}." if unknown else ""
+    return DagDefinitionError(
+        f"{cls.__name__} {kwargs.get('task_id', '')!r} is missing required argument {missing}.{extra}{hints}"
+    )
 
 
 class BaseOperator:

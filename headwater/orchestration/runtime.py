@@ -157,7 +157,10 @@ def _run(workload: Workload, log: logging.Logger) -> dict[str, Any]:
             log.info("Sensor timed out; soft_fail is set, so the task is skipped: %s", exc.message)
             return {"state": "skipped", "reason": exc.message, "rendered": rendered}
         return _failed(exc, exc.message, False, task, context, workload, log, rendered)
-    except (TaskFailNoRetryError, TemplateError) as exc:
+    except TaskFailNoRetryError as exc:
+        return _failed(exc, exc.message, False, task, context, workload, log, rendered)
+    except TemplateError as exc:
+        # The same template fails the same way on every try.
         return _failed(exc, _one_line(exc), False, task, context, workload, log, rendered)
     except TaskFailedError as exc:
         return _failed(exc, exc.message, True, task, context, workload, log, rendered)
@@ -220,9 +223,15 @@ def _callbacks(callbacks: Any, context: dict[str, Any], log: logging.Logger) -> 
 def _execution_timeout(seconds: float | None) -> Iterator[None]:
     """Raise :class:`TaskTimeoutError` in the block after ``seconds`` (SIGALRM, main thread only).
 
-    Elsewhere the executor's own timeout (``workload.timeout``) stops the try.
+    Elsewhere the executor's own timeout (``workload.timeout``) stops the try. A
+    timer the caller armed (an executor's, pytest-timeout's) is left alone when it
+    fires first, and otherwise re-armed afterwards with the time it has left.
     """
     if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+    outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    if outer_left and outer_left <= seconds:
         yield
         return
 
@@ -230,12 +239,16 @@ def _execution_timeout(seconds: float | None) -> Iterator[None]:
         raise TaskTimeoutError(f"timed out after {seconds:g}s (execution_timeout)")
 
     previous: Callable[..., Any] | int | None = signal.signal(signal.SIGALRM, on_alarm)
+    started = time.monotonic()
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+        if outer_left:
+            left = outer_left - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), outer_interval)
 
 
 def task_logger() -> logging.Logger:
