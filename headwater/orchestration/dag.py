@@ -47,6 +47,21 @@ UNSET = _Unset.UNSET
 
 ScheduleArg = str | dt.timedelta | None
 
+# Airflow DAG arguments that only affect its web UI: accepted and kept in ``airflow_args``.
+IGNORED_AIRFLOW_DAG_ARGS = frozenset(
+    {"default_view", "orientation", "access_control", "owner_links", "dag_display_name", "auto_register"}
+)
+# Airflow DAG arguments with a different spelling or no equivalent here: argument -> what to do.
+UNSUPPORTED_AIRFLOW_DAG_ARGS: dict[str, str] = {
+    "concurrency": "use max_active_tasks= (Airflow renamed concurrency to it)",
+    "timetable": "use schedule= with a cron expression, a preset or a timedelta",
+    "on_failure_callback": "DAG-level callbacks are not run; set on_failure_callback in default_args",
+    "on_success_callback": "DAG-level callbacks are not run; set on_success_callback in default_args",
+    "sla_miss_callback": "SLAs are not supported",
+    "render_template_as_native_obj": "templates always render to strings",
+    "jinja_environment_kwargs": "the Jinja environment is fixed (StrictUndefined, keep_trailing_newline)",
+}
+
 _CURRENT_DAGS: ContextVar[tuple[DAG, ...]] = ContextVar("headwater_current_dags", default=())
 _IMPORT_REGISTRY: ContextVar[list[DAG] | None] = ContextVar("headwater_dag_registry", default=None)
 
@@ -161,6 +176,7 @@ class DAG:
         **kwargs: Any,
     ) -> None:
         self.dag_id = validate_id(dag_id, "dag_id")
+        self.airflow_args = {k: kwargs.pop(k) for k in list(kwargs) if k in IGNORED_AIRFLOW_DAG_ARGS}
         if kwargs:
             self._reject_kwargs(kwargs)
         from headwater.orchestration.schedules import normalize_schedule
@@ -213,6 +229,11 @@ class DAG:
 
         known = [p for p in inspect.signature(DAG.__init__).parameters if p not in ("self", "kwargs")]
         name = sorted(kwargs)[0]
+        if name in UNSUPPORTED_AIRFLOW_DAG_ARGS:
+            raise DagDefinitionError(
+                f"DAG {self.dag_id!r}: argument {name!r} is not supported",
+                hint=UNSUPPORTED_AIRFLOW_DAG_ARGS[name],
+            )
         raise DagDefinitionError(
             f"DAG {self.dag_id!r} got an unknown argument {name!r}.{suggest(name, known)}",
             hint=f"DAG accepts: {', '.join(known)}",

@@ -63,13 +63,14 @@ def execute_workload(workload: Workload) -> TaskEvent:
     start = time.time()
     # Step 1: everything the try logs or prints goes to its log file.
     with task_log(workload.log_path) as log:
+        key = workload.key
         log.info(
-            "Starting %s (try %d of %d) on %s pid %d",
-            workload.key,
-            workload.key.try_number,
+            "Starting %s.%s run=%s, try %d of %d",
+            key.dag_id,
+            key.task_id,
+            key.run_id,
+            key.try_number,
             workload.max_tries,
-            socket.gethostname(),
-            os.getpid(),
         )
         fields = _run(workload, log)
         log.info("Finished: %s%s", fields["state"], f" ({fields['reason']})" if fields.get("reason") else "")

@@ -167,6 +167,8 @@ def render_template_fields(task: BaseOperator, context: Mapping[str, Any]) -> di
             raise TemplateError(f"task {task.task_id!r} lists {field!r} in template_fields but has no such attribute")
         value = renderer.render(getattr(task, field), field)
         setattr(task, field, value)
+        if value is None:
+            continue
         text = value if isinstance(value, str) else repr(value)
         shown[field] = text if len(text) <= MAX_RENDERED_CHARS else text[:MAX_RENDERED_CHARS] + "..."
     return shown

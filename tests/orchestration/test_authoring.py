@@ -410,3 +410,12 @@ def test_branch_and_short_circuit_are_python_operators() -> None:
         s = ShortCircuitOperator(task_id="s", python_callable=lambda: True, ignore_downstream_trigger_rules=False)
     assert b.template_fields == PythonOperator.template_fields
     assert s.ignore_downstream_trigger_rules is False
+
+
+def test_airflow_ui_arguments_are_accepted_and_unsupported_ones_explained() -> None:
+    dag = make_dag(default_view="graph", orientation="LR")
+    assert dag.airflow_args == {"default_view": "graph", "orientation": "LR"}
+    with pytest.raises(DagDefinitionError) as info:
+        make_dag(concurrency=4)
+    assert "'concurrency' is not supported" in str(info.value)
+    assert info.value.hint and "max_active_tasks" in info.value.hint

@@ -596,3 +596,40 @@ def test_dag_file_is_imported_once_per_version(runner: Runner) -> None:
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
     runner.run(path, "t")
     assert counter.read_text() == "xx"
+
+
+def test_concurrent_tries_on_threads_keep_their_logs_apart(runner: Runner) -> None:
+    import threading
+
+    path = runner.dag_file(
+        """
+        import logging, time
+        def talk(name):
+            for i in range(40):
+                print(f"{name} line {i}")
+                logging.getLogger("headwater.task").info("%s logged %d", name, i)
+                time.sleep(0.001)
+
+        with DAG("d", start_date=START) as d:
+            PythonOperator(task_id="one", python_callable=talk, op_args=["one"])
+            PythonOperator(task_id="two", python_callable=talk, op_args=["two"])
+        """
+    )
+    events: dict[str, TaskEvent] = {}
+
+    def work(task_id: str) -> None:
+        events[task_id] = execute_workload(runner.workload(path, task_id))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in ("one", "two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert {e.state for e in events.values()} == {"success"}
+    one, two = runner.log("one"), runner.log("two")
+    assert one.count("one line") == 40 and one.count("one logged") == 40
+    assert two.count("two line") == 40 and two.count("two logged") == 40
+    assert "two " not in one and "one " not in two
+    import sys
+
+    assert type(sys.stdout).__name__ != "_RoutingStream"  # restored once both finished
