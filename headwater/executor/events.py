@@ -1,0 +1,66 @@
+"""The event file: a try's terminal event, kept next to its log.
+
+Whoever ends a try (the worker, or the executor when the worker died or was
+killed) writes the terminal :class:`TaskEvent` to ``<log_path>.event.json``
+before reporting it. A scheduler that was down while the try finished reads the
+file to adopt the result instead of running the try again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from headwater.executor.base import TaskEvent
+
+EVENT_SUFFIX = ".event.json"
+
+
+def event_path(log_path: str) -> str:
+    """Where the terminal event of the try logging to ``log_path`` is kept."""
+    return log_path + EVENT_SUFFIX
+
+
+def write_event_file(path: str, event: TaskEvent) -> None:
+    """Write ``event`` to ``path`` atomically: readers see the old file or the whole new one.
+
+    Steps: write a temporary file in the same folder, fsync it, then rename it
+    over ``path``. The rename is atomic on POSIX file systems, so a crash at any
+    point leaves either no file or a complete one.
+    """
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    data = event.to_json().encode("utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_event_file(log_path: str) -> TaskEvent | None:
+    """The terminal event recorded for the try logging to ``log_path``, or ``None``.
+
+    ``None`` means no try reported an end there: the file is missing, or it is not
+    a readable event (which the atomic write makes impossible short of outside
+    tampering).
+    """
+    try:
+        with open(event_path(log_path), encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return None
+    try:
+        return TaskEvent.from_json(text)
+    except (ValueError, TypeError, KeyError):
+        return None
