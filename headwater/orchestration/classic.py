@@ -175,9 +175,7 @@ class Task(metaclass=_Register):
             if name in given:
                 values[name] = param.normalize(given[name])
             elif param.required:
-                raise UserError(
-                    f"{cls.__name__} is missing the required parameter {name!r}", hint=_valid_hint(cls)
-                )
+                raise UserError(f"{cls.__name__} is missing the required parameter {name!r}", hint=_valid_hint(cls))
             else:
                 values[name] = param.default
         return values
@@ -461,9 +459,7 @@ def parse_task_ref(ref: str, params: Sequence[str]) -> Task:
         if eq:
             values[name] = inline
             i += 1
-        elif isinstance(known[name], BoolParameter) and (
-            i + 1 == len(tokens) or tokens[i + 1].startswith("--")
-        ):
+        elif isinstance(known[name], BoolParameter) and (i + 1 == len(tokens) or tokens[i + 1].startswith("--")):
             values[name] = "true"
             i += 1
         elif i + 1 < len(tokens):

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from headwater.errors import CycleError, DagImportError, UserError
 from headwater.orchestration.classic import (
@@ -110,14 +112,47 @@ def test_parameters_round_trip_through_strings() -> None:
     assert task.tags == ("x", 1, (2, 3))
 
 
+json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["int", "float", "bool", "date", "datetime", "list", "str"]).flatmap(
+        lambda kind: st.tuples(
+            st.just(kind),
+            {
+                "int": st.integers(),
+                "float": st.floats(allow_nan=False),
+                "bool": st.booleans(),
+                "date": st.dates(),
+                "datetime": st.datetimes(timezones=st.just(dt.UTC)).map(lambda d: d.replace(microsecond=0)),
+                "list": st.lists(json_scalars | st.lists(json_scalars, max_size=3), max_size=4),
+                "str": st.text(),
+            }[kind],
+        )
+    )
+)
+def test_every_parameter_value_survives_the_string_round_trip(case: tuple[str, Any]) -> None:
+    kind, value = case
+    param = {
+        "int": IntParameter(),
+        "float": FloatParameter(),
+        "bool": BoolParameter(),
+        "date": DateParameter(),
+        "datetime": DateSecondParameter(),
+        "list": ListParameter(),
+        "str": Parameter(),
+    }[kind]
+    normal = param.normalize(value)
+    assert param.parse(param.serialize(normal)) == normal
+
+
 def test_parameter_parsing_from_cli_strings() -> None:
     assert IntParameter().parse(" 7 ") == 7
     assert FloatParameter().parse("1e3") == 1000.0
     assert BoolParameter().parse("Yes") is True and BoolParameter().parse("off") is False
     assert DateParameter().parse("2024-02-29") == dt.date(2024, 2, 29)
-    assert DateSecondParameter().parse("2024-01-02T03:04:05+02:00") == dt.datetime(
-        2024, 1, 2, 1, 4, 5, tzinfo=dt.UTC
-    )
+    assert DateSecondParameter().parse("2024-01-02T03:04:05+02:00") == dt.datetime(2024, 1, 2, 1, 4, 5, tzinfo=dt.UTC)
     assert ListParameter().parse("a, b,c") == ("a", "b", "c")
     assert ListParameter().parse("[1, 2]") == (1, 2)
     assert ListParameter().parse("") == ()
@@ -420,3 +455,93 @@ def test_load_dag_rebuilds_the_same_dag_in_another_process(tmp_path: Path) -> No
     assert other["tasks"] == dag.task_ids
     assert other["edges"] == {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks}
     assert load_dag(f"classic:{path}:Weekly", {"date": "2024-01-07"}).dag_id == dag.dag_id
+
+
+DESIGN_EXAMPLE = textwrap.dedent(
+    """
+    from headwater.orchestration.classic import Task
+    from headwater.orchestration.targets import LocalTarget
+
+
+    class WritePipelineTask(Task):
+        def output(self):
+            return LocalTarget("data/output_one.txt")
+
+        def run(self):
+            with self.output().open("w") as f:
+                f.write("pipeline")
+
+
+    class AddMyTask(Task):
+        def output(self):
+            return LocalTarget("data/output_two.txt")
+
+        def requires(self):
+            return WritePipelineTask()
+
+        def run(self):
+            with self.input().open("r") as infile, self.output().open("w") as outfile:
+                outfile.write("My " + infile.read())
+    """
+)
+
+
+def test_design_document_example_runs_once_then_is_already_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headwater.executor.base import RunInfo, TaskKey, Workload
+    from headwater.orchestration.runtime import ALREADY_COMPLETE, execute_workload
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pipeline_tasks.py").write_text(DESIGN_EXAMPLE)
+    root = parse_task_ref("pipeline_tasks.py:AddMyTask", [])
+    dag = build_dag(root)
+    spec = dag.to_spec()
+    assert spec.topological_order() == ["WritePipelineTask", "AddMyTask"]
+    fileloc = spec.fileloc.removeprefix("classic:")
+
+    def run_all(try_number: int) -> list[tuple[str, str, str]]:
+        events = []
+        for task_id in spec.topological_order():
+            workload = Workload(
+                key=TaskKey(spec.dag_id, "manual__1", task_id, try_number),
+                fileloc=fileloc,
+                kind="classic",
+                run=RunInfo(
+                    "manual__1", "2024-01-01T00:00:00+00:00", "2024-01-01T00:00:00+00:00", "2024-01-01T00:00:00+00:00"
+                ),
+                log_path=str(tmp_path / "logs" / f"{task_id}.{try_number}.log"),
+                artifact_dir=str(tmp_path / "artifacts"),
+                classic_params=dict(spec.params),
+            )
+            event = execute_workload(workload)
+            events.append((task_id, event.state, event.reason))
+        return events
+
+    first = run_all(1)
+    assert [(tid, state) for tid, state, _ in first] == [("WritePipelineTask", "success"), ("AddMyTask", "success")]
+    assert all(reason != ALREADY_COMPLETE for _, _, reason in first)
+    one, two = tmp_path / "data" / "output_one.txt", tmp_path / "data" / "output_two.txt"
+    assert one.read_text() == "pipeline"
+    assert two.read_text() == "My pipeline"
+    stamps = (one.stat().st_mtime_ns, two.stat().st_mtime_ns)
+
+    second = run_all(2)
+    assert second == [("WritePipelineTask", "success", ALREADY_COMPLETE), ("AddMyTask", "success", ALREADY_COMPLETE)]
+    assert (one.stat().st_mtime_ns, two.stat().st_mtime_ns) == stamps
+    assert two.read_text() == "My pipeline"
+
+
+@pytest.mark.slow
+def test_headwater_run_the_luigi_example_through_the_cli(home: Any) -> None:
+    """The example written with ``import headwater as luigi``, run by scheduler and worker processes."""
+    root = Path(__file__).resolve().parents[2]
+    (home.root / "pipeline.py").write_text((root / "examples" / "luigi_style" / "pipeline.py").read_text())
+    first = home.cli("run", "pipeline.AddMyTask", check=True)
+    assert "2 task(s) ran, 0 already complete; run success" in first.stdout
+    assert (home.root / "data" / "output_two.txt").read_text() == "My pipeline"
+    second = home.cli("run", "pipeline.AddMyTask", check=True)
+    assert "0 task(s) ran, 1 already complete; run success" in second.stdout
+    typo = home.cli("run", "pipeline.AddMyTsk")
+    assert typo.returncode != 0
+    assert "did you mean 'AddMyTask'?" in typo.stdout + typo.stderr

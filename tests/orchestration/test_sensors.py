@@ -355,3 +355,42 @@ def test_task_sensor_decorator_makes_a_sensor(dag: DAG, tmp_path: Path) -> None:
     assert sensor.to_spec().is_sensor and sensor.to_spec().operator == "@task.sensor"
     flag.write_text("")
     assert sensor.execute(make_context(sensor)) == str(flag)
+
+
+@pytest.mark.slow
+def test_reschedule_sensors_through_the_scheduler(home: Any) -> None:
+    """Reschedule-mode sensors run by the real scheduler: one succeeds once a file appears, one soft-fails."""
+    flag = home.root / "flag.txt"
+    home.write_dag(
+        "sensing.py",
+        f"""
+        import datetime as dt
+        from headwater import DAG, FileSensor, PythonOperator
+
+        with DAG("sensing", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+            wait = FileSensor(task_id="wait", filepath={str(flag)!r}, mode="reschedule",
+                              poke_interval=0.2, timeout=60)
+            never = FileSensor(task_id="never", filepath={str(home.root / "nope")!r}, mode="reschedule",
+                               poke_interval=0.2, timeout=0.5, soft_fail=True)
+            done = PythonOperator(task_id="done", python_callable=lambda: "ok")
+            wait >> done
+        """,
+    )
+
+    def drop() -> None:
+        time.sleep(1.0)
+        flag.write_text("x")
+
+    writer = threading.Thread(target=drop)
+    writer.start()
+    out = home.cli("dags", "test", "sensing")
+    writer.join()
+    assert out.returncode == 0, out.stdout + out.stderr
+    states = {ti.task_id: ti for ti in home.store.list_task_instances("sensing")}
+    assert {tid: ti.state for tid, ti in states.items()} == {
+        "wait": TaskState.SUCCESS,
+        "never": TaskState.SKIPPED,
+        "done": TaskState.SUCCESS,
+    }
+    assert "timed out (timeout 0.5s)" in states["never"].reason
+    assert states["wait"].try_number == 1  # pokes after a reschedule continue the same try

@@ -140,9 +140,7 @@ def test_crash_mid_write_leaves_no_target_and_rerun_writes_it(tmp_path: Path, ho
     assert not out.exists()
     assert not LocalTarget(out).exists()
 
-    rerun = subprocess.run(
-        [sys.executable, str(script), str(out), "none"], capture_output=True, text=True, timeout=30
-    )
+    rerun = subprocess.run([sys.executable, str(script), str(out), "none"], capture_output=True, text=True, timeout=30)
     assert rerun.returncode == 0, rerun.stderr
     assert LocalTarget(out).exists()
     lines = out.read_text().splitlines()
