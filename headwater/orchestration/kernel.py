@@ -214,7 +214,8 @@ class RunKernel:
             ti.state = TaskState.UP_FOR_RETRY
             ti.end_date = end
             ti.duration = (end - ti.start_date).total_seconds() if ti.start_date else None
-            ti.next_attempt_at = end + dt.timedelta(seconds=spec.retry_wait(ti.try_number))
+            # The scheduler's clock, not the worker's end time, sets the retry time.
+            ti.next_attempt_at = now + dt.timedelta(seconds=spec.retry_wait(ti.try_number))
             ti.reason = event.reason
             ti.updated_at = now
             self._dirty[ti.task_id] = None

@@ -124,8 +124,8 @@ class Scheduler:
             while not self._stop:
                 self._maybe_sync()
                 now = self.clock.now()
-                if opts.only_runs is None:
-                    self._create_scheduled_runs(now)
+                if opts.only_runs is None and self._create_scheduled_runs(now):
+                    self._load_runs()
                 submitted = self._dispatch(now)
                 finite = opts.until_idle or opts.once or opts.only_runs is not None
                 if finite and not submitted and self._idle() and not self._waiting_for_time():
@@ -250,7 +250,9 @@ class Scheduler:
         return past_state
 
     # -- step 2: scheduled runs
-    def _create_scheduled_runs(self, now: dt.datetime) -> None:
+    def _create_scheduled_runs(self, now: dt.datetime) -> int:
+        """Create the runs whose interval has ended; returns how many."""
+        created = 0
         for record in self.store.list_dags():
             spec = record.spec
             if record.is_paused or spec.schedule is None:
@@ -282,7 +284,8 @@ class Scheduler:
                 run = create_run(self.store, record, interval, RunType.SCHEDULED, now)
                 log.info("created run %s of %s", run.run_id, run.dag_id)
                 active += 1
-                self._next_sync = 0.0  # load it on the next step
+                created += 1
+        return created
 
     # -- step 3: queue and submit
     def _dispatch(self, now: dt.datetime) -> int:

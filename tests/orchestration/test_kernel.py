@@ -61,13 +61,13 @@ def test_retry_with_exponential_backoff_then_fail_propagates() -> None:
     ti = k.tis["a"]
     assert ti.state is TaskState.UP_FOR_RETRY
     end = T0 + dt.timedelta(seconds=1)
-    assert ti.next_attempt_at == end + dt.timedelta(seconds=10)
+    assert ti.next_attempt_at == T0 + dt.timedelta(seconds=10)
     assert k.ready(end + dt.timedelta(seconds=5)) == []  # not yet
     later = end + dt.timedelta(seconds=10)
     assert ids(k.ready(later)) == ["a"]
     go(k, "a", "failed", later)
     assert k.tis["a"].try_number == 2
-    assert k.tis["a"].next_attempt_at == later + dt.timedelta(seconds=1 + 20)  # doubled
+    assert k.tis["a"].next_attempt_at == later + dt.timedelta(seconds=20)  # doubled
     go(k, "a", "failed", later + dt.timedelta(seconds=30))
     assert k.tis["a"].state is TaskState.FAILED and k.tis["a"].try_number == 3
     assert ids(k.ready(later)) == ["cleanup"]
