@@ -87,7 +87,7 @@ class TaskTimeoutError(TaskFailedError):
     """A task ran past its ``execution_timeout``."""
 
 
-class TaskReschedule(HeadwaterError):  # noqa: N818 - a signal, not an error
+class TaskReschedule(HeadwaterError):
     """Raised by a sensor in ``reschedule`` mode: free the worker slot, poke again at ``reschedule_at``.
 
     ``reschedule_at`` is a UNIX timestamp.

@@ -198,9 +198,7 @@ class MetadataStore(Protocol):
     # -- DAG files, DAGs and import errors
     def get_dag_files(self) -> dict[str, DagFileRecord]: ...
 
-    def record_parse(
-        self, file: DagFileRecord, specs: Sequence[DagSpec], errors: Sequence[ImportErrorRecord]
-    ) -> None:
+    def record_parse(self, file: DagFileRecord, specs: Sequence[DagSpec], errors: Sequence[ImportErrorRecord]) -> None:
         """Store one file's parse: upsert its DAGs (version + 1 when the source hash
         changed), replace its import errors, deactivate DAGs no longer in it."""
         ...
