@@ -16,7 +16,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from headwater.errors import DagDefinitionError, TaskFailedError
+from headwater.errors import DagDefinitionError, TaskFailNoRetryError
 from headwater.orchestration.baseoperator import BaseOperator
 from headwater.orchestration.context import RETURN_KEY
 from headwater.orchestration.dag import DAG, current_dag
@@ -63,8 +63,15 @@ class XComArg(Resolvable):
     def resolve(self, context: Mapping[str, Any]) -> Any:
         value = context["ti"].xcom_pull(task_ids=self.operator.task_id, key=self.key, default=_MISSING)
         if value is _MISSING:
-            raise TaskFailedError(
-                f"result {self.key!r} of task {self.operator.task_id!r} was not found for run {context['run_id']!r}"
+            hint = ""
+            if getattr(self.operator, "outputs", None):
+                hint = (
+                    "; a task whose outputs already exist is 'already complete', does not run and returns "
+                    "nothing: read its output targets here instead, or run with --force"
+                )
+            raise TaskFailNoRetryError(
+                f"result {self.key!r} of task {self.operator.task_id!r} was not found for run "
+                f"{context['run_id']!r}{hint}"
             )
         return value
 
