@@ -24,7 +24,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not service"
 
 lint: $(STAMP)
-	$(BIN)/ruff check headwater tests examples bench
+	$(BIN)/ruff check headwater tests examples $(wildcard bench)
 	$(BIN)/mypy
 
 bench: $(STAMP)
