@@ -18,7 +18,7 @@ Delivery protocol between scheduler and executor:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 EventState = Literal["running", "success", "failed", "skipped", "up_for_reschedule"]
@@ -78,7 +78,10 @@ class Workload:
     xcom_inline_limit: int = 64 * 1024
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        raw = _shallow(self)
+        raw["key"] = _shallow(self.key)
+        raw["run"] = _shallow(self.run)
+        return json.dumps(raw)
 
     @classmethod
     def from_json(cls, text: str) -> Workload:
@@ -116,7 +119,9 @@ class TaskEvent:
     retryable: bool = True
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        raw = _shallow(self)
+        raw["key"] = _shallow(self.key)
+        return json.dumps(raw)
 
     @classmethod
     def from_json(cls, text: str) -> TaskEvent:
@@ -124,6 +129,12 @@ class TaskEvent:
         raw["key"] = TaskKey(**raw["key"])
         raw["skip"] = tuple(raw.get("skip") or ())
         return cls(**raw)
+
+
+def _shallow(obj: Any) -> dict[str, Any]:
+    """Fields of a dataclass as a dict, without ``asdict``'s deep copy (it was ~0.15 ms per
+    event, paid on every task); nested values here are plain JSON data already."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 # An XComValue is a dict with one of two shapes:
