@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from headwater.cli.env import Env
-from headwater.cli.output import err_console
+from headwater.cli.output import say
 from headwater.errors import HeadwaterError
 
 
@@ -28,10 +28,14 @@ class _Group(click.Group):
                 raise
             from rich.markup import escape
 
-            err_console().print(f"[bold red]error:[/] {escape(exc.message)}")
+            say(f"[bold red]error:[/] {escape(_one_line(exc.message))}", err=True)
             if exc.hint:
-                err_console().print(f"[yellow]hint:[/] {escape(exc.hint)}")
+                say(f"[yellow]hint:[/] {escape(_one_line(exc.hint))}", err=True)
             ctx.exit(1)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,7 +50,7 @@ def cli(ctx: click.Context, dags_folder: Path | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from headwater.cli import dags, misc, tasks
+    from headwater.cli import classic, dags, misc, tasks
 
     cli.add_command(dags.dags)
     cli.add_command(tasks.tasks)
@@ -54,7 +58,7 @@ def _register() -> None:
     cli.add_command(misc.db)
     cli.add_command(misc.pools)
     cli.add_command(misc.scheduler)
-    cli.add_command(misc.run_classic)
+    cli.add_command(classic.run_classic)
 
 
 def main(argv: list[str] | None = None) -> None:

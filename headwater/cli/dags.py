@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from headwater.cli.env import Env
-from headwater.cli.output import console, seconds, state, task_table
+from headwater.cli.output import Col, console, say, state, table, task_table, when
 from headwater.errors import UserError
+
+if TYPE_CHECKING:
+    from headwater.store.base import TaskInstanceRecord
 
 pass_env = click.make_pass_decorator(Env)
 
@@ -18,34 +23,42 @@ def dags() -> None:
     """Work with DAGs."""
 
 
+def schedule_text(schedule: str | None) -> str:
+    """A normalised schedule for people: ``every:86400`` is ``every 1d``."""
+    if schedule is None:
+        return "None"
+    if not schedule.startswith("every:"):
+        return schedule
+    secs = float(schedule.split(":", 1)[1])
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size and secs % size == 0:
+            return f"every {int(secs // size)}{unit}"
+    return f"every {secs:g}s"
+
+
 @dags.command("list")
 @click.option("--reparse", is_flag=True, help="Parse every file again, changed or not.")
 @pass_env
 def list_dags(env: Env, reparse: bool) -> None:
     """List DAGs in the DAG folder, and the files that failed to load."""
     from rich.markup import escape
-    from rich.table import Table
 
     env.refresh_dags(force=reparse)
     store = env.store
-    table = Table(title=f"DAGs in {env.settings.dags_folder}", title_justify="left")
-    for col in ("dag_id", "schedule", "tasks", "paused", "owner", "tags", "last run", "file"):
-        table.add_column(col, overflow="fold")
+    say(f"DAGs in {escape(str(env.settings.dags_folder))} (times in UTC)")
+    out = table("dag_id", "schedule", Col("tasks", right=True), "paused", "last run", Col("file", wrap=True))
     for rec in sorted(store.list_dags(), key=lambda r: r.dag_id):
         last = store.list_runs(rec.dag_id, limit=1)
-        last_txt = f"{last[0].logical_date:%Y-%m-%d} {state(last[0].state.value)}" if last else "-"
-        table.add_row(
-            rec.dag_id, rec.spec.schedule or "None", str(len(rec.spec.tasks)), "yes" if rec.is_paused else "no",
-            rec.spec.owner, ", ".join(rec.spec.tags), last_txt, _short(rec.fileloc, env),
-        )
-    out = console()
-    out.print(table)
+        last_txt = f"{when(last[0].logical_date)} {state(last[0].state.value)}" if last else "-"
+        out.add_row(escape(rec.dag_id), escape(schedule_text(rec.spec.schedule)), str(len(rec.spec.tasks)),
+                    "yes" if rec.is_paused else "no", last_txt, escape(_short(rec.fileloc, env)))
+    console().print(out)
     errors = store.list_import_errors()
     if errors:
-        out.print(f"\n[bold red]{len(errors)} DAG file(s) failed to load:[/]")
+        say(f"\n[bold red]{len(errors)} DAG file(s) failed to load:[/]")
         for e in errors:
-            where = f"{_short(e.path, env)}" + (f":{e.lineno}" if e.lineno else "")
-            out.print(f"  [red]{escape(where)}[/] [dim]({e.kind})[/] {escape(e.message)}")
+            where = _short(e.path, env) + (f":{e.lineno}" if e.lineno else "")
+            say(f"  [red]{escape(where)}[/] [dim]{e.kind}:[/] {escape(' '.join(e.message.split()))}")
 
 
 def _short(path: str, env: Env) -> str:
@@ -55,21 +68,62 @@ def _short(path: str, env: Env) -> str:
 
 @dags.command("show")
 @click.argument("dag_id")
+@click.option("--tree/--no-tree", default=None,
+              help="Draw the dependency tree (default: for DAGs of up to 40 tasks).")
 @pass_env
-def show(env: Env, dag_id: str) -> None:
-    """Show a DAG's tasks as a tree and as a layered graph."""
-    from headwater.cli.graph import render_graph, render_tree
+def show(env: Env, dag_id: str, tree: bool | None) -> None:
+    """Show a DAG: its settings, its tasks as a tree, and a layered graph."""
+    from rich.markup import escape
+
+    from headwater.cli.graph import TREE_LIMIT, render_graph, render_tree
 
     rec = env.dag(dag_id)
     spec = rec.spec
     out = console()
-    out.print(f"[bold]{spec.dag_id}[/]  schedule={spec.schedule or 'None'}  "
-              f"start={spec.start_date:%Y-%m-%d}  catchup={spec.catchup}" if spec.start_date else
-              f"[bold]{spec.dag_id}[/]  schedule={spec.schedule or 'None'}")
+    say(f"[bold]{escape(spec.dag_id)}[/]  schedule={escape(schedule_text(spec.schedule))}  "
+        f"start={when(spec.start_date)} UTC  catchup={spec.catchup}  paused={rec.is_paused}")
+    say(f"owner: {escape(spec.owner)}" + (f"  tags: {escape(', '.join(spec.tags))}" if spec.tags else ""))
+    say(f"file: {escape(spec.fileloc)}")
     if spec.description:
-        out.print(spec.description)
-    out.print(render_tree(spec))
-    out.print(render_graph(spec))
+        say(escape(spec.description))
+    if tree or (tree is None and len(spec.tasks) <= TREE_LIMIT):
+        out.print(render_tree(spec))
+    elif tree is None:
+        say(f"[dim](tree left out for {len(spec.tasks)} tasks; --tree draws it)[/]")
+    for line in render_graph(spec, width=out.width):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _conf(text: str | None) -> dict[str, object]:
+    if not text:
+        return {}
+    hint = 'write a JSON object, e.g. --conf \'{"x": 1}\''
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--conf is not valid JSON: {exc}", hint=hint) from exc
+    if not isinstance(value, dict):
+        raise UserError(f"--conf must be a JSON object, not {type(value).__name__}", hint=hint)
+    return value
+
+
+def end_of(text: str) -> dt.datetime:
+    """An inclusive end date: a day alone (``2021-01-03``) means the whole day."""
+    from headwater.orchestration.runs import parse_date
+
+    end = parse_date(text)
+    if len(text.strip()) <= 10:
+        end += dt.timedelta(days=1, microseconds=-1)
+    return end
+
+
+def report_problems(tis: list[TaskInstanceRecord]) -> None:
+    """One greppable line per failed task, with its reason."""
+    from rich.markup import escape
+
+    for ti in tis:
+        if ti.state.value == "failed":
+            say(f"  {state('failed')}: {escape(ti.task_id)}: {escape(' '.join(ti.reason.split()))}")
 
 
 @dags.command("test")
@@ -79,76 +133,78 @@ def show(env: Env, dag_id: str) -> None:
 @click.option("--force", is_flag=True, help="Run tasks even when their outputs already exist.")
 @pass_env
 def test(env: Env, dag_id: str, logical_date: str | None, conf: str | None, force: bool) -> None:
-    """Run one DAG run in this process, without a scheduler (exit 1 if it fails)."""
+    """Run one DAG run in this process, without a scheduler (exit 1 if it fails).
+
+    The run is recorded (type "test"); testing the same date again reruns it.
+    """
+    from rich.markup import escape
+
     from headwater.clock import utcnow
     from headwater.executor.inline import InlineExecutor
     from headwater.orchestration.runs import clear_task_instances, parse_date, trigger
     from headwater.orchestration.scheduler import Scheduler, SchedulerOptions
+    from headwater.orchestration.schedules import timetable_for
     from headwater.orchestration.states import RunState, RunType
 
     rec = env.dag(dag_id)
+    params = _conf(conf)
     now = utcnow()
-    when = parse_date(logical_date) if logical_date else now
+    when_ = parse_date(logical_date) if logical_date else now
     store = env.store
-    interval_start = when
-    existing = store.find_run(dag_id, interval_start)
+    interval = timetable_for(rec.spec.schedule, rec.spec.start_date).interval_for(when_)
+    existing = store.find_run(dag_id, interval.start)
     if existing is not None:
         clear_task_instances(store, rec.spec, [existing], now=now)
         run = existing
     else:
-        run = trigger(store, rec, now, logical_date=when, conf=_conf(conf), run_type=RunType.TEST)
+        run = trigger(store, rec, now, logical_date=when_, conf=params, run_type=RunType.TEST)
     options = SchedulerOptions(only_runs={(dag_id, run.run_id)}, take_lease=False, force=force)
     report = Scheduler(store, InlineExecutor(), env.settings, options).run()
     final = report.finished.get((dag_id, run.run_id))
     tis = store.list_task_instances(dag_id, run.run_id)
-    out = console()
-    out.print(task_table(tis, title=f"{dag_id} run {run.run_id}"))
-    verdict = final.value if final else "unfinished"
-    out.print(f"run {state(verdict)}")
+    say(f"{escape(dag_id)} at {when(run.logical_date)} UTC, run {escape(run.run_id)}")
+    console().print(task_table(tis, rec.spec.topological_order()))
+    report_problems(tis)
+    say(f"run {state(final.value if final else 'unfinished')}")
     if final is not RunState.SUCCESS:
         raise SystemExit(1)
-
-
-def _conf(text: str | None) -> dict[str, object]:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--conf is not valid JSON: {exc}", hint='write e.g. --conf \'{"x": 1}\'') from exc
-    if not isinstance(value, dict):
-        raise UserError("--conf must be a JSON object", hint='write e.g. --conf \'{"x": 1}\'')
-    return value
 
 
 @dags.command("trigger")
 @click.argument("dag_id")
 @click.option("--conf", default=None, help="JSON object for dag_run.conf.")
 @click.option("--date", "logical_date", default=None, help="Logical date (default: now).")
-@click.option("--run-id", default=None)
+@click.option("--run-id", default=None, help="Run id (default: manual__<logical date>).")
 @pass_env
 def trigger_cmd(env: Env, dag_id: str, conf: str | None, logical_date: str | None, run_id: str | None) -> None:
-    """Queue a manual run; the scheduler runs it."""
+    """Queue a manual run; a scheduler runs it."""
     from headwater.clock import utcnow
     from headwater.orchestration.runs import parse_date, trigger
 
     rec = env.dag(dag_id)
-    when = parse_date(logical_date) if logical_date else None
-    run = trigger(env.store, rec, utcnow(), logical_date=when, conf=_conf(conf), run_id=run_id)
-    console().print(f"queued run [bold]{run.run_id}[/] of {dag_id}")
+    params = _conf(conf)
+    when_ = parse_date(logical_date) if logical_date else None
+    run = trigger(env.store, rec, utcnow(), logical_date=when_, conf=params, run_id=run_id)
+    say(f"queued run [bold]{run.run_id}[/] of {dag_id}")
+    if rec.is_paused:
+        say(f"[yellow]note:[/] {dag_id} is paused; its queued runs still run when a scheduler is on")
+    say("[dim]a scheduler runs it: `headwater scheduler` (or `--until-idle` to stop when done)[/]")
 
 
 @dags.command("backfill")
 @click.argument("dag_id")
-@click.option("--start", "-s", required=True, help="First logical date (YYYY-MM-DD).")
-@click.option("--end", "-e", required=True, help="Last logical date, inclusive.")
-@click.option("--rerun-failed", is_flag=True, help="Clear and rerun failed tasks of existing failed runs.")
-@click.option("--parallelism", "-p", type=int, default=None, help="Worker processes (default: CPUs).")
-@click.option("--executor", type=click.Choice(["local", "inline"]), default="local")
+@click.option("--start", "-s", required=True, help="First logical date (YYYY-MM-DD[THH:MM]).")
+@click.option("--end", "-e", required=True, help="Last logical date, inclusive; a day alone includes all of it.")
+@click.option("--rerun-failed", is_flag=True, help="Clear and rerun the failed tasks of failed runs.")
+@click.option("--parallelism", "-p", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: $HEADWATER_PARALLELISM or CPUs).")
+@click.option("--executor", type=click.Choice(["local", "inline"]), default="local", show_default=True)
 @pass_env
 def backfill(env: Env, dag_id: str, start: str, end: str, rerun_failed: bool, parallelism: int | None,
              executor: str) -> None:
-    """Create and run the runs of every interval between two dates."""
+    """Create and run the runs of every interval between two dates (exit 1 if one fails)."""
+    from rich.markup import escape
+
     from headwater.cli.running import make_executor, run_scheduler
     from headwater.clock import utcnow
     from headwater.orchestration.runs import parse_date, plan_backfill
@@ -156,29 +212,31 @@ def backfill(env: Env, dag_id: str, start: str, end: str, rerun_failed: bool, pa
     from headwater.orchestration.states import RunState
 
     rec = env.dag(dag_id)
-    plan = plan_backfill(env.store, rec, parse_date(start), parse_date(end), utcnow(), rerun_failed=rerun_failed)
-    out = console()
-    out.print(f"backfill {dag_id}: {len(plan.created)} new run(s), {len(plan.rerun)} rerun, "
-              f"{len(plan.existing)} already there")
+    first, last = parse_date(start), end_of(end)
+    plan = plan_backfill(env.store, rec, first, last, utcnow(), rerun_failed=rerun_failed)
+    say(f"backfill {dag_id}: {len(plan.created)} new run(s), {len(plan.rerun)} rerun, "
+        f"{len(plan.existing)} already there")
     runs = plan.runs
     if not runs:
+        if plan.existing and not rerun_failed:
+            say("[dim]nothing to do; --rerun-failed reruns the failed ones[/]")
         return
     opts = SchedulerOptions(only_runs={(r.dag_id, r.run_id) for r in runs}, take_lease=False)
     ex = make_executor(executor, parallelism or env.settings.parallelism)
     report = run_scheduler(env, ex, opts, total_tasks=len(runs) * len(rec.spec.tasks), description="backfill")
-    from rich.table import Table
-
-    table = Table(title=f"backfill of {dag_id}", title_justify="left")
-    for col in ("logical date", "run", "state"):
-        table.add_column(col)
+    say(f"backfill of {escape(dag_id)} (times in UTC)")
+    out = table("logical date", "state", Col("failed tasks", wrap=True))
     failed = 0
     for r in runs:
         final = report.finished.get((r.dag_id, r.run_id))
         failed += final is not RunState.SUCCESS
-        table.add_row(f"{r.logical_date:%Y-%m-%d %H:%M}", r.run_id, state(final.value if final else "unfinished"))
-    out.print(table)
+        bad = [] if final is RunState.SUCCESS else [
+            ti.task_id for ti in env.store.list_task_instances(dag_id, r.run_id) if ti.state.value == "failed"]
+        out.add_row(when(r.logical_date), state(final.value if final else "unfinished"), ", ".join(bad))
+    console().print(out)
     if failed:
-        out.print(f"[red]{failed} run(s) did not succeed[/]; see `headwater runs list {dag_id}`")
+        say(f"[red]{failed} run(s) did not succeed[/]; see `headwater runs list {dag_id} --state failed`, "
+            f"then `headwater dags backfill {dag_id} -s {start} -e {end} --rerun-failed`")
         raise SystemExit(1)
 
 
@@ -189,7 +247,7 @@ def pause(env: Env, dag_id: str) -> None:
     """Stop the scheduler from creating runs of a DAG."""
     env.dag(dag_id)
     env.store.set_paused(dag_id, True)
-    console().print(f"{dag_id} paused")
+    say(f"{dag_id} paused")
 
 
 @dags.command("unpause")
@@ -199,7 +257,5 @@ def unpause(env: Env, dag_id: str) -> None:
     """Let the scheduler create runs of a DAG again."""
     env.dag(dag_id)
     env.store.set_paused(dag_id, False)
-    console().print(f"{dag_id} unpaused")
+    say(f"{dag_id} unpaused")
 
-
-__all__ = ["dags", "seconds"]

@@ -1,12 +1,17 @@
-"""``headwater runs|db|pools|scheduler|run``."""
+"""``headwater runs|db|pools|scheduler``."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
 from headwater.cli.env import Env
-from headwater.cli.output import console, seconds, state, when
+from headwater.cli.output import Col, console, say, seconds, state, table, when
 from headwater.errors import UserError
+
+if TYPE_CHECKING:
+    from headwater.store.base import DagRunRecord
 
 pass_env = click.make_pass_decorator(Env)
 
@@ -19,27 +24,43 @@ def runs() -> None:
 @runs.command("list")
 @click.argument("dag_id", required=False)
 @click.option("--state", "states", multiple=True, help="Only runs in this state (repeatable).")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--run-ids", is_flag=True, help="Show every run id (default: only those not <type>__<date>).")
 @pass_env
-def list_runs(env: Env, dag_id: str | None, states: tuple[str, ...], limit: int) -> None:
+def list_runs(env: Env, dag_id: str | None, states: tuple[str, ...], limit: int, run_ids: bool) -> None:
     """List DAG runs, newest first."""
-    from rich.table import Table
+    from rich.markup import escape
 
+    from headwater.orchestration.runs import run_id_for
     from headwater.orchestration.states import RunState
 
-    try:
-        wanted = [RunState(s) for s in states] or None
-    except ValueError as exc:
-        raise UserError(str(exc), hint=f"states: {', '.join(s.value for s in RunState)}") from exc
+    names = [s.value for s in RunState]
+    for name in states:
+        if name not in names:
+            raise UserError(f"--state {name!r} is not a run state", hint=f"run states: {', '.join(names)}")
+    wanted = [RunState(s) for s in states] or None
+    if dag_id is not None:
+        env.dag(dag_id)
     rows = env.store.list_runs(dag_id, states=wanted, limit=limit)
-    table = Table(title="DAG runs", title_justify="left")
-    for col in ("dag_id", "run_id", "logical date", "type", "state", "started", "duration"):
-        table.add_column(col, overflow="fold")
+    # A run id is worth showing only when it says more than type and date.
+    def usual(r: DagRunRecord) -> bool:
+        return r.run_id == run_id_for(r.run_type, r.logical_date)
+
+    show_ids = run_ids or not all(usual(r) for r in rows)
+    cols: list[Col | str] = ["dag_id", "logical date", "type", "state", Col("duration", right=True)]
+    if show_ids:
+        cols.append(Col("run_id", wrap=True))
+    out = table(*cols)
     for r in rows:
         dur = (r.end_date - r.start_date).total_seconds() if r.end_date and r.start_date else None
-        table.add_row(r.dag_id, r.run_id, when(r.logical_date), r.run_type, state(r.state.value),
-                      when(r.start_date), seconds(dur))
-    console().print(table)
+        cells = [escape(r.dag_id), when(r.logical_date), r.run_type, state(r.state.value), seconds(dur)]
+        rid = escape(r.run_id) if run_ids or not usual(r) else "-"
+        out.add_row(*cells, *([rid] if show_ids else []))
+    if not rows:
+        say("no runs" + (f" in state {', '.join(states)}" if states else ""))
+        return
+    say(f"DAG runs{f' of {escape(dag_id)}' if dag_id else ''}, newest first (times in UTC)")
+    console().print(out)
 
 
 @click.group()
@@ -56,7 +77,7 @@ def db_init(env: Env) -> None:
     env.settings.home.mkdir(parents=True, exist_ok=True)
     store = open_store(env.settings.db_url)
     store.init()
-    console().print(f"database ready: {_mask(store.url)}")
+    say(f"database ready: {_mask(store.url)}")
 
 
 @db.command("upgrade")
@@ -67,7 +88,7 @@ def db_upgrade(env: Env) -> None:
 
     store = open_store(env.settings.db_url)
     store.init()
-    console().print(f"database at the newest schema: {_mask(store.url)}")
+    say(f"database at the newest schema: {_mask(store.url)}")
 
 
 @db.command("reset")
@@ -79,18 +100,20 @@ def db_reset(env: Env, yes: bool) -> None:
 
     if not yes and not click.confirm(f"erase all metadata in {_mask(env.settings.db_url)}?", default=False):
         raise SystemExit(1)
+    env.settings.home.mkdir(parents=True, exist_ok=True)
     store = open_store(env.settings.db_url)
     store.reset()
-    console().print("database reset")
+    say(f"database reset: {_mask(store.url)}")
 
 
 def _mask(url: str) -> str:
+    """A database URL without its password."""
     from sqlalchemy.engine import make_url
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+    except Exception:  # not a URL SQLAlchemy reads: show nothing secret
+        return url.split("@")[-1]
 
 
 @click.group()
@@ -102,18 +125,16 @@ def pools() -> None:
 @pass_env
 def pools_list(env: Env) -> None:
     """List pools with their slots and use."""
-    from rich.table import Table
+    from rich.markup import escape
 
     from headwater.orchestration.states import TaskState
 
     active = env.store.list_task_instances(states=(TaskState.QUEUED, TaskState.RUNNING))
-    table = Table(title="pools", title_justify="left")
-    for col in ("pool", "slots", "in use", "description"):
-        table.add_column(col)
+    out = table("pool", Col("slots", right=True), Col("in use", right=True), Col("description", wrap=True))
     for p in env.store.list_pools():
         used = sum(ti.pool_slots for ti in active if ti.pool == p.name)
-        table.add_row(p.name, str(p.slots), str(used), p.description)
-    console().print(table)
+        out.add_row(escape(p.name), str(p.slots), str(used), escape(p.description))
+    console().print(out)
 
 
 @pools.command("set")
@@ -124,7 +145,7 @@ def pools_list(env: Env) -> None:
 def pools_set(env: Env, name: str, slots: int, description: str) -> None:
     """Create or resize a pool."""
     env.store.set_pool(name, slots, description)
-    console().print(f"pool {name}: {slots} slots")
+    say(f"pool {name}: {slots} slot(s)")
 
 
 @pools.command("delete")
@@ -132,75 +153,32 @@ def pools_set(env: Env, name: str, slots: int, description: str) -> None:
 @pass_env
 def pools_delete(env: Env, name: str) -> None:
     """Delete a pool."""
-    if name == "default_pool":
-        raise UserError("the default pool cannot be deleted", hint="resize it with `headwater pools set`")
     env.store.delete_pool(name)
-    console().print(f"pool {name} deleted")
+    say(f"pool {name} deleted")
 
 
 @click.command("scheduler")
 @click.option("--once", is_flag=True, help="One pass: create due runs, run what is ready, wait for it, exit.")
 @click.option("--until-idle", is_flag=True, help="Exit when no run has work left that can run now.")
-@click.option("--parallelism", "-p", type=int, default=None, help="Worker processes (default: CPUs).")
-@click.option("--executor", type=click.Choice(["local", "inline"]), default="local")
+@click.option("--parallelism", "-p", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: $HEADWATER_PARALLELISM or CPUs).")
+@click.option("--executor", type=click.Choice(["local", "inline"]), default="local", show_default=True)
 @pass_env
 def scheduler(env: Env, once: bool, until_idle: bool, parallelism: int | None, executor: str) -> None:
     """Create runs from schedules and run their tasks on local worker processes."""
+    from rich.markup import escape
+
     from headwater.cli.running import make_executor, run_scheduler
     from headwater.orchestration.scheduler import SchedulerOptions
 
     env.refresh_dags()
     opts = SchedulerOptions(once=once, until_idle=until_idle)
-    out = console()
-    out.print(f"scheduler: DAGs from {env.settings.dags_folder}, state in {_mask(env.settings.db_url)}")
-    report = run_scheduler(env, make_executor(executor, parallelism or env.settings.parallelism), opts)
+    say(f"scheduler: DAGs from {escape(str(env.settings.dags_folder))}, "
+        f"state in {escape(_mask(env.settings.db_url))}")
+    report = run_scheduler(env, make_executor(executor, parallelism or env.settings.parallelism), opts,
+                           description="scheduler")
     for (dag_id, run_id), final in sorted(report.finished.items()):
-        out.print(f"  {dag_id} {run_id}: {state(final.value)}")
+        say(f"  {escape(dag_id)} {escape(run_id)}: {state(final.value)}")
     if report.stuck:
-        out.print(f"[yellow]{len(report.stuck)} run(s) cannot go on now[/] (e.g. waiting on depends_on_past)")
-    out.print(f"{report.tries} task tr{'y' if report.tries == 1 else 'ies'} run")
-
-
-@click.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("task_ref")
-@click.option("--workers", type=int, default=None, help="Worker processes (default: CPUs).")
-@click.option("--force", is_flag=True, help="Run tasks even when their outputs already exist.")
-@click.pass_context
-def run_classic(ctx: click.Context, task_ref: str, workers: int | None, force: bool) -> None:
-    """Run a Luigi-style task class and what it requires: `headwater run module.Task --param x`."""
-    from rich.table import Table
-
-    from headwater.cli.running import make_executor
-    from headwater.clock import utcnow
-    from headwater.orchestration.classic import build_dag, parse_task_ref
-    from headwater.orchestration.classic import task_ref as classic_task_ref
-    from headwater.orchestration.runs import trigger
-    from headwater.orchestration.scheduler import Scheduler, SchedulerOptions
-    from headwater.orchestration.states import RunState
-
-    env: Env = ctx.ensure_object(Env)
-    root = parse_task_ref(task_ref, list(ctx.args))
-    dag = build_dag(root, force=force)
-    module_ref = f"classic:{classic_task_ref(type(root))}"
-    spec = dag.to_spec(fileloc=module_ref)
-    store = env.store
-    record = store.upsert_dag(spec)
-    run = trigger(store, record, utcnow(), conf=root.to_str_params())
-    options = SchedulerOptions(only_runs={(spec.dag_id, run.run_id)}, take_lease=False, force=force)
-    ex = make_executor("local", workers or env.settings.parallelism)
-    report = Scheduler(store, ex, env.settings, options).run()
-    tis = store.list_task_instances(spec.dag_id, run.run_id)
-    table = Table(title=f"{task_ref}", title_justify="left")
-    for col in ("task", "state", "note"):
-        table.add_column(col, overflow="fold")
-    for ti in tis:
-        table.add_row(ti.task_id, state(ti.state.value), ti.reason)
-    out = console()
-    out.print(table)
-    ran = sum(1 for ti in tis if ti.state.value == "success" and not ti.reason.startswith("already complete"))
-    complete = sum(1 for ti in tis if ti.reason.startswith("already complete"))
-    final = report.finished.get((spec.dag_id, run.run_id))
-    out.print(f"{ran} task(s) ran, {complete} already complete; run {state(final.value if final else 'unfinished')}")
-    if final is not RunState.SUCCESS:
-        raise SystemExit(1)
-
+        say(f"[yellow]{len(report.stuck)} run(s) cannot go on now[/] (e.g. waiting on depends_on_past)")
+    say(f"{report.tries} task tr{'y' if report.tries == 1 else 'ies'} run")

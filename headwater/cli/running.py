@@ -46,29 +46,39 @@ def run_scheduler(
     env: Env, executor: Executor, options: SchedulerOptions, *, total_tasks: int | None = None,
     description: str = "running",
 ) -> SchedulerReport:
-    """Run a scheduler to its end; show progress of task instances when on a terminal."""
+    """Run a scheduler to its end; show progress on a terminal (never in a pipe).
+
+    With ``total_tasks`` a bar of finished task instances; without, a live count of
+    tries and finished runs (a scheduler that runs until stopped has no total).
+    """
     from headwater.orchestration.scheduler import Scheduler
 
     refresh = env.refresh_dags if options.only_runs is None else None
     out = console()
-    if total_tasks and out.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    if not out.is_terminal:
+        scheduler = Scheduler(env.store, executor, env.settings, options, refresh_dags=refresh)
+        with _stop_on_signals(scheduler):
+            return scheduler.run()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=out, transient=False,
-        ) as progress:
-            bar = progress.add_task(description, total=total_tasks)
+    columns = (
+        [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        if total_tasks
+        else [SpinnerColumn(), TextColumn("{task.description}: {task.fields[status]}"), TimeElapsedColumn()]
+    )
+    with Progress(*columns, console=out, transient=not total_tasks) as progress:
+        bar = progress.add_task(description, total=total_tasks, status="starting")
 
-            def on_step(s: Scheduler) -> None:
+        def on_step(s: Scheduler) -> None:
+            if total_tasks:
                 progress.update(bar, completed=min(s.report.progress(s), total_tasks))
+            else:
+                runs = len(s.report.finished)
+                progress.update(bar, status=f"{s.report.tries} task tries, {runs} run(s) finished")
 
-            scheduler = Scheduler(env.store, executor, env.settings, options, refresh_dags=refresh,
-                                  on_step=on_step)
-            with _stop_on_signals(scheduler):
-                report = scheduler.run()
-            progress.update(bar, completed=total_tasks)
-            return report
-    scheduler = Scheduler(env.store, executor, env.settings, options, refresh_dags=refresh)
-    with _stop_on_signals(scheduler):
-        return scheduler.run()
+        scheduler = Scheduler(env.store, executor, env.settings, options, refresh_dags=refresh, on_step=on_step)
+        with _stop_on_signals(scheduler):
+            report = scheduler.run()
+        if total_tasks:
+            progress.update(bar, completed=min(report.tasks_done, total_tasks))
+        return report

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from headwater.cli.env import Env
-from headwater.cli.output import console, state, task_table
-from headwater.errors import TaskNotFoundError, UserError
+from headwater.cli.output import console, raw, say, state, task_table, when
+from headwater.errors import UserError
+
+if TYPE_CHECKING:
+    from headwater.store.base import DagRunRecord
 
 pass_env = click.make_pass_decorator(Env)
 
@@ -16,18 +21,6 @@ def tasks() -> None:
     """Work with task instances."""
 
 
-def _task(env: Env, dag_id: str, task_id: str) -> None:
-    import difflib
-
-    spec = env.dag(dag_id).spec
-    if task_id not in spec.tasks:
-        close = difflib.get_close_matches(task_id, list(spec.tasks), n=1)
-        raise TaskNotFoundError(
-            f"DAG {dag_id!r} has no task {task_id!r}",
-            hint=f"did you mean {close[0]!r}?" if close else f"tasks: {', '.join(list(spec.tasks)[:20])}",
-        )
-
-
 @tasks.command("test")
 @click.argument("dag_id")
 @click.argument("task_id")
@@ -35,7 +28,10 @@ def _task(env: Env, dag_id: str, task_id: str) -> None:
 @click.option("--force", is_flag=True, help="Run even when the task's outputs already exist.")
 @pass_env
 def test(env: Env, dag_id: str, task_id: str, logical_date: str, force: bool) -> None:
-    """Run one task now, ignoring its dependencies, and record nothing (exit 1 if it fails)."""
+    """Run one task now, ignoring its dependencies, and record nothing (exit 1 if it fails).
+
+    The task's log is printed; its results are thrown away.
+    """
     import tempfile
     from pathlib import Path
 
@@ -44,8 +40,7 @@ def test(env: Env, dag_id: str, task_id: str, logical_date: str, force: bool) ->
     from headwater.orchestration.runtime import execute_workload
     from headwater.orchestration.schedules import timetable_for
 
-    _task(env, dag_id, task_id)
-    spec = env.dag(dag_id).spec
+    spec = env.task(dag_id, task_id)
     interval = timetable_for(spec.schedule, spec.start_date).interval_for(parse_date(logical_date))
     run_id = run_id_for("test", interval.start)
     with tempfile.TemporaryDirectory(prefix="headwater-task-test-") as tmp:
@@ -62,19 +57,21 @@ def test(env: Env, dag_id: str, task_id: str, logical_date: str, force: bool) ->
             db_url=env.store.url,
         )
         event = execute_workload(workload)
-        out = console()
         if log.exists():
-            out.print(log.read_text(errors="replace"), markup=False, highlight=False, end="")
-        out.print(f"{task_id}: {state(event.state)} {event.reason}")
+            raw(log.read_text(errors="replace"))
+    from rich.markup import escape
+
+    say(f"{escape(task_id)}: {state(event.state)} {escape(event.reason or '')}")
     if event.state not in ("success", "skipped"):
         raise SystemExit(1)
 
 
-def _runs(env: Env, dag_id: str, start: str | None, end: str | None) -> list:  # type: ignore[type-arg]
+def _runs(env: Env, dag_id: str, start: str | None, end: str | None) -> list[DagRunRecord]:
+    from headwater.cli.dags import end_of
     from headwater.orchestration.runs import parse_date
 
     return env.store.list_runs(
-        dag_id, start=parse_date(start) if start else None, end=parse_date(end) if end else None, limit=None
+        dag_id, start=parse_date(start) if start else None, end=end_of(end) if end else None, limit=None
     )
 
 
@@ -82,7 +79,7 @@ def _runs(env: Env, dag_id: str, start: str | None, end: str | None) -> list:  #
 @click.argument("dag_id")
 @click.option("--task", "-t", "task_regex", default=None, help="Regular expression on task ids.")
 @click.option("--start", "-s", default=None, help="First logical date.")
-@click.option("--end", "-e", default=None, help="Last logical date, inclusive.")
+@click.option("--end", "-e", default=None, help="Last logical date, inclusive; a day alone includes all of it.")
 @click.option("--downstream", "-d", is_flag=True, help="Also clear tasks downstream of the matches.")
 @click.option("--only-failed", "-f", is_flag=True, help="Only failed and upstream-failed task instances.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -98,73 +95,90 @@ def clear(env: Env, dag_id: str, task_regex: str | None, start: str | None, end:
     spec = env.dag(dag_id).spec
     if task_regex:
         try:
-            re.compile(task_regex)
+            pattern = re.compile(task_regex)
         except re.error as exc:
-            raise UserError(f"--task {task_regex!r} is not a valid regular expression: {exc}") from exc
+            raise UserError(f"--task {task_regex!r} is not a valid regular expression: {exc}",
+                            hint="escape special characters with a backslash, e.g. --task 'extract\\.csv'") from exc
+        if not any(pattern.search(t) for t in spec.tasks):
+            raise UserError(f"--task {task_regex!r} matches no task of {dag_id}",
+                            hint=f"its tasks: {', '.join(sorted(spec.tasks)[:12])}")
     runs = _runs(env, dag_id, start, end)
     if not runs:
-        console().print("no runs match")
+        say("no runs match")
         return
     if not yes and not click.confirm(f"clear tasks in {len(runs)} run(s) of {dag_id}?", default=False):
         raise SystemExit(1)
     cleared = clear_task_instances(env.store, spec, runs, task_regex=task_regex, downstream=downstream,
                                    only_failed=only_failed, now=utcnow())
-    console().print(f"cleared {len(cleared)} task instance(s) in {len(runs)} run(s)")
-
-
-def _find_run(env: Env, dag_id: str, logical_date: str):  # type: ignore[no-untyped-def]
-    from headwater.orchestration.runs import parse_date
-
-    env.dag(dag_id)
-    run = env.store.find_run(dag_id, parse_date(logical_date))
-    if run is None:
-        run = env.store.get_run(dag_id, logical_date)
-    if run is None:
-        raise UserError(f"DAG {dag_id!r} has no run at {logical_date}",
-                        hint=f"see the runs with `headwater runs list {dag_id}`")
-    return run
+    touched = {ti.run_id for ti in cleared}
+    say(f"cleared {len(cleared)} task instance(s) in {len(touched)} run(s)")
+    foreign = sorted({r.run_type for r in runs if r.run_id in touched and r.run_type in ("backfill", "test")})
+    if foreign:
+        say(f"[yellow]note:[/] {' and '.join(foreign)} runs are not run by `headwater scheduler`; "
+            f"rerun them with `headwater dags {'backfill' if 'backfill' in foreign else 'test'} {dag_id} ...`")
 
 
 @tasks.command("state")
 @click.argument("dag_id")
-@click.argument("task_id", required=False)
-@click.argument("logical_date")
+@click.argument("task_id_or_date")
+@click.argument("logical_date", required=False)
 @pass_env
-def state_cmd(env: Env, dag_id: str, task_id: str | None, logical_date: str) -> None:
-    """Print the state of a task instance (or of every task of the run)."""
-    run = _find_run(env, dag_id, logical_date)
-    tis = env.store.list_task_instances(dag_id, run.run_id, task_ids=[task_id] if task_id else None)
-    if task_id:
-        if not tis:
-            _task(env, dag_id, task_id)
-        console().print(tis[0].state.value)
+def state_cmd(env: Env, dag_id: str, task_id_or_date: str, logical_date: str | None) -> None:
+    """Print the state of a task instance: `tasks state DAG TASK DATE`, or of every task: `tasks state DAG DATE`.
+
+    DATE is a logical date, a day with one run, or a run id.
+    """
+    if logical_date is None:
+        run = env.run(dag_id, task_id_or_date)
+        tis = env.store.list_task_instances(dag_id, run.run_id)
+        from rich.markup import escape
+
+        say(f"{escape(dag_id)} at {when(run.logical_date)} UTC, run {escape(run.run_id)}")
+        console().print(task_table(tis, env.dag(dag_id).spec.topological_order()))
         return
-    console().print(task_table(tis, title=f"{dag_id} {run.run_id}"))
+    task_id = task_id_or_date
+    env.task(dag_id, task_id)
+    run = env.run(dag_id, logical_date)
+    ti = env.store.get_task_instance(dag_id, run.run_id, task_id)
+    if ti is None:
+        raise UserError(f"{task_id} has no task instance in {run.run_id}",
+                        hint="the task was added after this run was created")
+    say(ti.state.value)
 
 
 @tasks.command("logs")
 @click.argument("dag_id")
 @click.argument("task_id")
 @click.argument("logical_date")
-@click.option("--try", "try_number", type=int, default=None, help="Try number (default: the latest).")
+@click.option("--try", "try_number", type=click.IntRange(min=1), default=None, help="Try number (default: the latest).")
 @pass_env
 def logs(env: Env, dag_id: str, task_id: str, logical_date: str, try_number: int | None) -> None:
-    """Print the log of one try of a task instance."""
+    """Print the log of one try of a task instance.
+
+    Only files inside the logs folder are read.
+    """
     from pathlib import Path
 
-    _task(env, dag_id, task_id)
-    run = _find_run(env, dag_id, logical_date)
+    from rich.markup import escape
+
+    env.task(dag_id, task_id)
+    run = env.run(dag_id, logical_date)
     tries = env.store.list_tries(dag_id, run.run_id, task_id)
     if not tries:
-        raise UserError(f"{dag_id}.{task_id} has not run in {run.run_id}")
+        raise UserError(f"{dag_id}.{task_id} has not run in {run.run_id}",
+                        hint=f"see its state with `headwater tasks state {dag_id} {task_id} {logical_date}`")
     chosen = tries[-1] if try_number is None else next((t for t in tries if t.try_number == try_number), None)
     if chosen is None:
-        raise UserError(f"no try {try_number} of {task_id}",
-                        hint=f"tries: {', '.join(str(t.try_number) for t in tries)}")
-    path = Path(chosen.log_path or "").resolve()
+        raise UserError(f"{task_id} has no try {try_number} in {run.run_id}",
+                        hint=f"its tries: {', '.join(str(t.try_number) for t in tries)}")
     logs_root = env.settings.logs_folder.resolve()
-    if not path.is_relative_to(logs_root) or not path.is_file():
-        raise UserError(f"no log file for try {chosen.try_number} of {task_id}")
-    out = console()
-    out.print(f"[dim]# {path} ({state(chosen.state.value)}[dim], try {chosen.try_number})[/]")
-    out.print(path.read_text(errors="replace"), markup=False, highlight=False, end="")
+    path = Path(chosen.log_path or "").resolve()
+    if not chosen.log_path or not path.is_relative_to(logs_root):
+        raise UserError(f"the log of try {chosen.try_number} of {task_id} is recorded at {chosen.log_path!r}, "
+                        f"outside the logs folder {logs_root}; it is not shown",
+                        hint="logs are read only from $HEADWATER_HOME/logs")
+    if not path.is_file():
+        raise UserError(f"the log file of try {chosen.try_number} of {task_id} is gone: {path}",
+                        hint="logs may have been cleaned up; rerun the task to get a new one")
+    say(f"[dim]# {escape(str(path))} ({chosen.state.value}, try {chosen.try_number} of {len(tries)})[/]")
+    raw(path.read_text(errors="replace"))

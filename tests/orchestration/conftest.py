@@ -40,11 +40,18 @@ class Home:
                     HEADWATER_DAGS_FOLDER=str(self.dags))
 
     def cli(self, *args: str, timeout: float = 120, check: bool = False,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        """Run the real ``headwater`` CLI in a subprocess."""
+            cwd: Path | None = None, env: dict[str, str] | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the real ``headwater`` CLI in a subprocess, as in a pipe 80 columns wide.
+
+        ``env`` adds variables; ``input`` is what the user types (stdin is empty otherwise).
+        """
+        full = {k: v for k, v in self.env().items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+        full.update({"COLUMNS": "80", **(env or {})})
         proc = subprocess.run(
-            [sys.executable, "-m", "headwater", *args], env=self.env(), cwd=cwd or self.root,
-            capture_output=True, text=True, timeout=timeout,
+            [sys.executable, "-m", "headwater", *args], env=full, cwd=cwd or self.root,
+            capture_output=True, text=True, timeout=timeout, input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"headwater {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
