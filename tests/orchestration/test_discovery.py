@@ -108,14 +108,18 @@ def test_a_dag_id_in_two_files_stays_with_the_first_and_the_second_gets_the_erro
 
 
 def test_unchanged_files_are_not_parsed_again(home: Home) -> None:
-    home.write_dag("one.py", GOOD.format(dag_id="one", word="a"))
+    imports = home.root / "imports.txt"
+    counting = f"open({str(imports)!r}, 'a').write('x')\n"
+    (home.dags / "one.py").write_text(counting + textwrap.dedent(GOOD.format(dag_id="one", word="a")))
     home.write_dag("two.py", GOOD.format(dag_id="two", word="b"))
     first = scan(home)
     assert (len(first.parsed), first.unchanged) == (2, 0)
     second = scan(home)
     assert (len(second.parsed), second.unchanged) == (0, 2)
+    assert imports.read_text() == "x"  # imported once
     forced = scan(home, force=True)
     assert len(forced.parsed) == 2
+    assert imports.read_text() == "xx"
 
 
 def test_editing_a_file_bumps_its_dags_version_and_reparses_only_it(home: Home) -> None:
