@@ -101,9 +101,10 @@ def plan_backfill(
         if existing is None:
             plan.created.append(create_run(store, record, interval, RunType.BACKFILL, now))
         elif rerun_failed and existing.state is RunState.FAILED:
-            clear_task_instances(
-                store, record.spec, [existing], only_failed=True, now=now
-            )
+            clear_task_instances(store, record.spec, [existing], only_failed=True, now=now)
+            plan.rerun.append(existing)
+        elif existing.state is RunState.QUEUED and existing.run_type == RunType.BACKFILL:
+            # Cleared since (`tasks clear`): the scheduler leaves backfill runs to this command.
             plan.rerun.append(existing)
         else:
             plan.existing.append(existing)
@@ -159,7 +160,7 @@ def clear_task_instances(
             hit = True
         if hit:
             run.state = RunState.QUEUED
-            run.end_date = None
+            run.start_date = run.end_date = None
             work.runs.append(run)
     if work:
         store.commit(work)

@@ -173,7 +173,6 @@ def test_backfill_shows_a_progress_bar_on_a_terminal(home: Home) -> None:
     assert re.search(r"backfill .*4/4", out.stdout), out.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="bug in runs.plan_backfill: a cleared (queued) backfill run is never run again")
 def test_a_backfill_run_cleared_with_tasks_clear_is_run_by_the_next_backfill(home: Home) -> None:
     write_counting_dag(home, fail_on="2021-01-01")
     home.cli("dags", "backfill", "counted", "-s", "2021-01-01", "-e", "2021-01-01")
