@@ -42,13 +42,18 @@ class Settings:
 
         ``HEADWATER_HOME`` (default ``./.headwater``), ``HEADWATER_DB_URL`` (default a
         SQLite file in home), ``HEADWATER_DAGS_FOLDER`` (default ``home/dags``),
-        ``HEADWATER_PARALLELISM`` (default: number of CPUs).
+        ``HEADWATER_PARALLELISM`` (default: number of CPUs), ``HEADWATER_DAG_PARSE_TIMEOUT``
+        (seconds to import one DAG file, default 30).
         """
         env = dict(os.environ if env is None else env)
         home = Path(env.get("HEADWATER_HOME", ".headwater")).expanduser().resolve()
         db_url = env.get("HEADWATER_DB_URL") or f"sqlite:///{home / 'headwater.db'}"
         dags = Path(env.get("HEADWATER_DAGS_FOLDER", str(home / "dags"))).expanduser().resolve()
         parallelism = int(env.get("HEADWATER_PARALLELISM", str(os.cpu_count() or 2)))
-        settings = cls(home=home, db_url=db_url, dags_folder=dags, parallelism=max(1, parallelism))
+        parse_timeout = float(env.get("HEADWATER_DAG_PARSE_TIMEOUT", "30"))
+        settings = cls(
+            home=home, db_url=db_url, dags_folder=dags, parallelism=max(1, parallelism),
+            dag_parse_timeout=parse_timeout,
+        )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings  # type: ignore[arg-type]
