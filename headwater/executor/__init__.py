@@ -1,1 +1,1 @@
-"""Executors run task tries: in this process, in local worker processes, or (later) on Dask."""
+"""Executors run task tries: in this process, in local worker processes, or on a Dask cluster."""
