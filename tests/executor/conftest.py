@@ -1,11 +1,15 @@
-"""Executor fixtures: workloads in tmp_path, and executors that run tests/executor/runners.py."""
+"""Executor fixtures: workloads in tmp_path, and executors that run tests/executor/runners.py.
+
+The Dask executor runs on one local Dask cluster per test module (starting one
+takes a second); each test connects its own executor to it.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,6 +18,11 @@ from headwater.executor.inline import InlineExecutor
 from headwater.executor.local import LocalExecutor
 
 from . import runners
+
+if TYPE_CHECKING:
+    from distributed import LocalCluster
+
+    from headwater.executor.dask import DaskExecutor
 
 RUNNER = f"{runners.__name__}:run"
 # The folder that makes ``runners.__name__`` importable, whatever name pytest gave it.
@@ -50,10 +59,31 @@ def local_executor(parallelism: int = 2, runner: str = RUNNER, **kwargs: Any) ->
     return LocalExecutor(parallelism=parallelism, runner=runner, env=WORKER_ENV, **kwargs)
 
 
-@pytest.fixture(params=["inline", "local"])
+@pytest.fixture(scope="module")
+def dask_cluster() -> Iterator[LocalCluster]:
+    """A local Dask cluster of 2 single-threaded worker processes on 127.0.0.1, for one test module."""
+    distributed = pytest.importorskip("distributed")
+    from headwater.executor.dask import local_cluster_kwargs
+
+    with distributed.LocalCluster(**local_cluster_kwargs(2)) as cluster:
+        yield cluster
+
+
+def dask_executor(cluster: LocalCluster, parallelism: int | None = 2, runner: str = RUNNER) -> DaskExecutor:
+    """A DaskExecutor on ``cluster`` whose tries can import the test runners."""
+    from headwater.executor.dask import DaskExecutor
+
+    return DaskExecutor(cluster.scheduler_address, parallelism=parallelism, runner=runner, env=WORKER_ENV)
+
+
+@pytest.fixture(params=["inline", "local", pytest.param("dask", marks=pytest.mark.slow)])
 def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
     """Each executor, started; shut down after the test."""
-    ex: Executor = InlineExecutor(RUNNER) if request.param == "inline" else local_executor()
+    ex: Executor
+    if request.param == "dask":
+        ex = dask_executor(request.getfixturevalue("dask_cluster"))
+    else:
+        ex = InlineExecutor(RUNNER) if request.param == "inline" else local_executor()
     ex.start()
     try:
         yield ex
