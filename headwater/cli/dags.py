@@ -198,10 +198,12 @@ def trigger_cmd(env: Env, dag_id: str, conf: str | None, logical_date: str | Non
 @click.option("--rerun-failed", is_flag=True, help="Clear and rerun the failed tasks of failed runs.")
 @click.option("--parallelism", "-p", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: $HEADWATER_PARALLELISM or CPUs).")
-@click.option("--executor", type=click.Choice(["local", "inline"]), default="local", show_default=True)
+@click.option("--executor", type=click.Choice(["local", "inline", "dask"]), default="local", show_default=True)
+@click.option("--dask-address", default=None,
+              help="Dask scheduler for --executor dask, e.g. tcp://127.0.0.1:8786 (default: a local cluster).")
 @pass_env
 def backfill(env: Env, dag_id: str, start: str, end: str, rerun_failed: bool, parallelism: int | None,
-             executor: str) -> None:
+             executor: str, dask_address: str | None) -> None:
     """Create and run the runs of every interval between two dates (exit 1 if one fails)."""
     from rich.markup import escape
 
@@ -222,7 +224,7 @@ def backfill(env: Env, dag_id: str, start: str, end: str, rerun_failed: bool, pa
             say("[dim]nothing to do; --rerun-failed reruns the failed ones[/]")
         return
     opts = SchedulerOptions(only_runs={(r.dag_id, r.run_id) for r in runs}, take_lease=False)
-    ex = make_executor(executor, parallelism or env.settings.parallelism)
+    ex = make_executor(executor, _workers(executor, parallelism, dask_address, env), dask_address)
     report = run_scheduler(env, ex, opts, total_tasks=len(runs) * len(rec.spec.tasks), description="backfill")
     say(f"backfill of {escape(dag_id)} (times in UTC)")
     out = table("logical date", "state", Col("failed tasks", wrap=True))
@@ -259,3 +261,10 @@ def unpause(env: Env, dag_id: str) -> None:
     env.store.set_paused(dag_id, False)
     say(f"{dag_id} unpaused")
 
+
+
+def _workers(executor: str, parallelism: int | None, dask_address: str | None, env: Env) -> int | None:
+    """Slots to use: -p, else a remote Dask cluster's own thread count, else the local default."""
+    if parallelism is not None:
+        return parallelism
+    return None if executor == "dask" and dask_address else env.settings.parallelism

@@ -162,10 +162,13 @@ def pools_delete(env: Env, name: str) -> None:
 @click.option("--until-idle", is_flag=True, help="Exit when no run has work left that can run now.")
 @click.option("--parallelism", "-p", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: $HEADWATER_PARALLELISM or CPUs).")
-@click.option("--executor", type=click.Choice(["local", "inline"]), default="local", show_default=True)
+@click.option("--executor", type=click.Choice(["local", "inline", "dask"]), default="local", show_default=True)
+@click.option("--dask-address", default=None,
+              help="Dask scheduler for --executor dask, e.g. tcp://127.0.0.1:8786 (default: a local cluster).")
 @pass_env
-def scheduler(env: Env, once: bool, until_idle: bool, parallelism: int | None, executor: str) -> None:
-    """Create runs from schedules and run their tasks on local worker processes."""
+def scheduler(env: Env, once: bool, until_idle: bool, parallelism: int | None, executor: str,
+              dask_address: str | None) -> None:
+    """Create runs from schedules and run their tasks on worker processes (or a Dask cluster)."""
     from rich.markup import escape
 
     from headwater.cli.running import make_executor, run_scheduler
@@ -175,7 +178,10 @@ def scheduler(env: Env, once: bool, until_idle: bool, parallelism: int | None, e
     opts = SchedulerOptions(once=once, until_idle=until_idle)
     say(f"scheduler: DAGs from {escape(str(env.settings.dags_folder))}, "
         f"state in {escape(_mask(env.settings.db_url))}")
-    report = run_scheduler(env, make_executor(executor, parallelism or env.settings.parallelism), opts,
+    from headwater.cli.dags import _workers
+
+    ex = make_executor(executor, _workers(executor, parallelism, dask_address, env), dask_address)
+    report = run_scheduler(env, ex, opts,
                            description="scheduler")
     for (dag_id, run_id), final in sorted(report.finished.items()):
         say(f"  {escape(dag_id)} {escape(run_id)}: {state(final.value)}")

@@ -15,12 +15,17 @@ if TYPE_CHECKING:
     from headwater.orchestration.scheduler import Scheduler, SchedulerOptions, SchedulerReport
 
 
-def make_executor(kind: str, parallelism: int) -> Executor:
-    """``local``: a pool of worker processes; ``inline``: in this process, one at a time."""
+def make_executor(kind: str, parallelism: int | None, dask_address: str | None = None) -> Executor:
+    """``local``: a pool of worker processes; ``inline``: in this process, one at a time;
+    ``dask``: a Dask distributed cluster (``dask_address``, or a local one on 127.0.0.1)."""
     if kind == "inline":
         from headwater.executor.inline import InlineExecutor
 
         return InlineExecutor()
+    if kind == "dask":
+        from headwater.executor.dask import DaskExecutor
+
+        return DaskExecutor(dask_address, parallelism=parallelism)
     from headwater.executor.local import LocalExecutor
 
     return LocalExecutor(parallelism=parallelism)
