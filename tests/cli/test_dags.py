@@ -183,3 +183,13 @@ def test_a_backfill_run_cleared_with_tasks_clear_is_run_by_the_next_backfill(hom
     (run,) = home.store.list_runs("counted")
     assert run.state is RunState.SUCCESS
     assert counts(home) == {"a_2021-01-01": 1, "b_2021-01-01": 2}
+
+
+@pytest.mark.slow
+def test_backfill_on_a_local_dask_cluster(home: Home) -> None:
+    write_counting_dag(home)
+    proc = home.cli("dags", "backfill", "counted", "-s", "2021-01-01", "-e", "2021-01-02",
+                    "--executor", "dask", "-p", "2", check=True)
+    assert "2 new run(s)" in proc.stdout
+    assert all(r.state is RunState.SUCCESS for r in home.store.list_runs("counted"))
+    assert counts(home) == {"a_2021-01-01": 1, "b_2021-01-01": 1, "a_2021-01-02": 1, "b_2021-01-02": 1}
