@@ -82,6 +82,18 @@ class RunKernel:
             if tid not in spec.tasks and ti.state is not TaskState.REMOVED:
                 ti.state = TaskState.REMOVED
                 self._dirty[tid] = None
+        # Indexes kept in step with every state change (see _moved), so that one
+        # scheduling step costs O(what changed), not O(tasks): a 1,000-task run
+        # would otherwise pay a million trigger-rule evaluations.
+        self._rank = {tid: i for i, tid in enumerate(self._order)}
+        self._open: set[str] = set()
+        self._active: dict[str, TaskInstanceRecord] = {}
+        self._timed: dict[str, TaskInstanceRecord] = {}
+        self._scheduled: dict[str, TaskInstanceRecord] = {}
+        self._candidates: set[str] = set()
+        self._past_blocked: set[str] = set()
+        for ti in self.tis.values():
+            self._index(ti)
 
     # -- reading
     def task(self, task_id: str) -> TaskSpec:
@@ -89,30 +101,46 @@ class RunKernel:
 
     def active(self) -> list[TaskInstanceRecord]:
         """Task instances holding an executor slot (queued or running)."""
-        return [ti for ti in self.tis.values() if ti.state.active]
+        return list(self._active.values())
 
     def next_wakeup(self) -> dt.datetime | None:
         """The earliest time a retry or a sensor reschedule becomes due."""
-        times = [
-            ti.next_attempt_at
-            for ti in self.tis.values()
-            if ti.state in (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE) and ti.next_attempt_at
-        ]
+        times = [ti.next_attempt_at for ti in self._timed.values() if ti.next_attempt_at]
         return min(times) if times else None
 
     def finished(self) -> bool:
-        return all(ti.state.finished for ti in self.tis.values())
+        return not self._open
 
     def stuck(self) -> bool:
         """Unfinished, yet nothing is running, due later, or ready (e.g. depends_on_past waits)."""
-        if self.finished():
-            return False
-        for ti in self.tis.values():
-            if ti.state.active or ti.state in (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE):
-                return False
-            if ti.state is TaskState.SCHEDULED:
-                return False
-        return True
+        return bool(self._open) and not (self._active or self._timed or self._scheduled or self._candidates)
+
+    def _index(self, ti: TaskInstanceRecord) -> None:
+        """File a task instance under its state in the indexes."""
+        tid, state = ti.task_id, ti.state
+        for index in (self._active, self._timed, self._scheduled):
+            index.pop(tid, None)
+        self._candidates.discard(tid)
+        if state.finished:
+            self._open.discard(tid)
+            return
+        self._open.add(tid)
+        if state.active:
+            self._active[tid] = ti
+        elif state in (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE):
+            self._timed[tid] = ti
+        elif state is TaskState.SCHEDULED:
+            self._scheduled[tid] = ti
+        elif tid in self._rank:
+            self._candidates.add(tid)
+
+    def _moved(self, ti: TaskInstanceRecord) -> None:
+        """After a state change: reindex, and let a finished task's dependants be looked at again."""
+        self._index(ti)
+        if ti.state.finished:
+            for d in self._downstream.get(ti.task_id, ()):
+                if self.tis[d].state is TaskState.NONE:
+                    self._candidates.add(d)
 
     # -- deciding
     def ready(self, now: dt.datetime) -> list[TaskInstanceRecord]:
@@ -125,29 +153,31 @@ class RunKernel:
             self.run.state = RunState.RUNNING
             self.run.start_date = self.run.start_date or now
             self._run_dirty = True
-        out: list[TaskInstanceRecord] = []
-        for tid in self._order:
+        rank = self._rank
+        while self._candidates:
+            # Lowest rank first: a skip or failure reaches a whole chain in one call.
+            tid = min(self._candidates, key=rank.__getitem__)
+            self._candidates.discard(tid)
             ti = self.tis[tid]
-            state = ti.state
-            if state in _WAITING:
-                verdict = evaluate(
-                    self.spec.tasks[tid].trigger_rule,
-                    UpstreamCounts.of(self.tis[u].state for u in self.spec.tasks[tid].upstream),
-                )
-                if verdict == "run":
-                    if not self._past_ok(tid):
-                        continue
-                    if state is not TaskState.SCHEDULED:
-                        self._set(ti, TaskState.SCHEDULED, now)
-                    out.append(ti)
-                elif verdict == "skip":
-                    self._finish(ti, TaskState.SKIPPED, now, "skipped: upstream tasks were skipped")
-                elif verdict == "upstream_failed":
-                    self._finish(ti, TaskState.UPSTREAM_FAILED, now, "an upstream task failed")
-            elif state in (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE) and (
-                ti.next_attempt_at is None or ti.next_attempt_at <= now
-            ):
-                out.append(ti)
+            if ti.state is not TaskState.NONE:
+                continue
+            task = self.spec.tasks[tid]
+            verdict = evaluate(task.trigger_rule, UpstreamCounts.of(self.tis[u].state for u in task.upstream))
+            if verdict == "run":
+                if self._past_ok(tid):
+                    self._set(ti, TaskState.SCHEDULED, now)
+                else:
+                    self._past_blocked.add(tid)
+            elif verdict == "skip":
+                self._finish(ti, TaskState.SKIPPED, now, "skipped: upstream tasks were skipped")
+            elif verdict == "upstream_failed":
+                self._finish(ti, TaskState.UPSTREAM_FAILED, now, "an upstream task failed")
+        for tid in [t for t in self._past_blocked if self._past_ok(t)]:
+            self._past_blocked.discard(tid)
+            if self.tis[tid].state is TaskState.NONE:
+                self._set(self.tis[tid], TaskState.SCHEDULED, now)
+        out = list(self._scheduled.values())
+        out.extend(ti for ti in self._timed.values() if ti.next_attempt_at is None or ti.next_attempt_at <= now)
         self._settle_run(now)
         return out
 
@@ -172,6 +202,7 @@ class RunKernel:
         ti.next_attempt_at = None
         ti.updated_at = now
         self._dirty[task_id] = None
+        self._moved(ti)
         self._try(ti, TaskState.QUEUED, log_path=log_path)
         return ti
 
@@ -190,6 +221,7 @@ class RunKernel:
                 ti.sensor_started_at = _ts(event.start, now)
             ti.updated_at = now
             self._dirty[ti.task_id] = None
+            self._moved(ti)
             self._try(ti, TaskState.RUNNING, start=_ts(event.start, now), pid=event.pid, host=event.hostname)
             return True
         end = _ts(event.end, now)
@@ -202,6 +234,7 @@ class RunKernel:
             ti.reason = event.reason or "sensor condition not met; poking again later"
             ti.updated_at = now
             self._dirty[ti.task_id] = None
+            self._moved(ti)
             self._try(ti, TaskState.UP_FOR_RESCHEDULE, reason=ti.reason)
             return True
         for key, value in event.xcom.items():
@@ -219,6 +252,7 @@ class RunKernel:
             ti.reason = event.reason
             ti.updated_at = now
             self._dirty[ti.task_id] = None
+            self._moved(ti)
             self._try(ti, TaskState.FAILED, end=end, reason=event.reason)
         else:
             self._finish(ti, TaskState.FAILED, end, event.reason)
@@ -236,6 +270,7 @@ class RunKernel:
         )
         if ti.state is TaskState.QUEUED:
             ti.state = TaskState.RUNNING  # so apply() accepts it
+            self._moved(ti)
         self.apply(event, now)
 
     def fail_missing_pool(self, task_id: str, now: dt.datetime) -> None:
@@ -250,6 +285,7 @@ class RunKernel:
         ti.state = state
         ti.updated_at = now
         self._dirty[ti.task_id] = None
+        self._moved(ti)
 
     def _finish(self, ti: TaskInstanceRecord, state: TaskState, end: dt.datetime, reason: str) -> None:
         was_tried = ti.state.active
@@ -260,6 +296,7 @@ class RunKernel:
         ti.next_attempt_at = None
         ti.updated_at = end
         self._dirty[ti.task_id] = None
+        self._moved(ti)
         if was_tried:
             self._try(ti, state, end=end, reason=reason)
 
