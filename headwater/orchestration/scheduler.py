@@ -109,6 +109,7 @@ class Scheduler:
         self._last_scheduled: dict[str, DataInterval | None] = {}
         self._next_sync = 0.0
         self._next_parse = 0.0
+        self._next_schedule_check = 0.0
         self._job_id: int | None = None
         self._stop = False
 
@@ -124,11 +125,15 @@ class Scheduler:
             while not self._stop:
                 self._maybe_sync()
                 now = self.clock.now()
-                if opts.only_runs is None and self._create_scheduled_runs(now):
+                if opts.only_runs is None and self._runs_due(now) and self._create_scheduled_runs(now):
                     self._load_runs()
                 submitted = self._dispatch(now)
                 finite = opts.until_idle or opts.once or opts.only_runs is not None
                 if finite and not submitted and self._idle() and not self._waiting_for_time():
+                    # Idle now; but a finished run may have made room for a due one.
+                    if opts.only_runs is None and self._create_scheduled_runs(now):
+                        self._load_runs()
+                        continue
                     break
                 if opts.max_seconds is not None and self.clock.monotonic() - started > opts.max_seconds:
                     break
@@ -250,6 +255,14 @@ class Scheduler:
         return past_state
 
     # -- step 2: scheduled runs
+    def _runs_due(self, now: dt.datetime) -> bool:
+        """Look for due schedules once per heartbeat, not on every step (it reads every DAG)."""
+        mono = self.clock.monotonic()
+        if mono < self._next_schedule_check:
+            return False
+        self._next_schedule_check = mono + self.options.heartbeat
+        return True
+
     def _create_scheduled_runs(self, now: dt.datetime) -> int:
         """Create the runs whose interval has ended; returns how many."""
         created = 0

@@ -125,14 +125,16 @@ class DagSpec:
         return cls(tasks=tasks, **{k: v for k, v in raw.items() if k in known})
 
 
+_TASK_FIELDS = frozenset(f.name for f in fields(TaskSpec))
+
+
 def _task_from_plain(raw: dict[str, Any]) -> TaskSpec:
     raw = dict(raw)
     raw["upstream"] = tuple(raw.get("upstream") or ())
     raw["trigger_rule"] = TriggerRule(raw.get("trigger_rule", "all_success"))
     for key in ("start_date", "end_date"):
         raw[key] = _parse_dt(raw.get(key))
-    known = {f.name for f in fields(TaskSpec)}
-    return TaskSpec(**{k: v for k, v in raw.items() if k in known})
+    return TaskSpec(**{k: v for k, v in raw.items() if k in _TASK_FIELDS})
 
 
 def _parse_dt(value: str | None) -> dt.datetime | None:
