@@ -74,7 +74,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         raise AssertionError("headwater.NotAThing should not exist")
 
 
-HEAVY = ("jinja2", "sqlalchemy", "fsspec", "alembic", "psycopg", "rich", "click")
+HEAVY = ("jinja2", "sqlalchemy", "fsspec", "alembic", "psycopg", "rich", "click", "polars", "msgspec")
 
 
 def _loaded_after(code: str) -> list[str]:
