@@ -84,22 +84,20 @@ class KeyPartitioner:
 
     def split(
         self, n_records: int, keys: Sequence[bytes | None] | None, partitions: int
-    ) -> dict[int, list[int]] | int:
-        """Record indexes per partition, or a single partition number when all go to one."""
+    ) -> dict[int, Sequence[int]]:
+        """Record indexes per partition (ranges for keyless batches, lists otherwise)."""
         if partitions == 1:
-            return 0
+            return {0: range(n_records)}
         if keys is None or all(k is None for k in keys):
             # Contiguous runs: fast to slice, and order within the batch is kept per partition.
             self._next += 1
-            if n_records <= 1:
-                return self._next % partitions
-            out: dict[int, list[int]] = {}
-            run = -(-n_records // partitions)
-            for i, start in enumerate(range(0, n_records, run)):
-                out.setdefault((self._next + i) % partitions, []).extend(range(start, min(start + run, n_records)))
-            return out
+            run = max(1, -(-n_records // partitions))
+            return {
+                (self._next + i) % partitions: range(start, min(start + run, n_records))
+                for i, start in enumerate(range(0, n_records, run))
+            }
         hashes = self._hashes
-        out = {}
+        out: dict[int, list[int]] = {}
         for i, key in enumerate(keys):
             if key is None:
                 self._next += 1
@@ -114,7 +112,7 @@ class KeyPartitioner:
                 out[p] = [i]
             else:
                 bucket.append(i)
-        return out
+        return dict(out)
 
 
 def range_assign(
