@@ -252,11 +252,16 @@ def test_two_processes_appending_to_one_partition_lose_nothing_and_interleave_wh
     broker.create_topic("t")
     total = 50_000
     procs = [_child(_APPENDER, broker.path, tag, 300, total, 0) for tag in ("A", "B")]
+    consumer = broker.consumer()
+    consumer.assign([TopicPartition("t", 0)])
     _start(*procs)
+    # Read while they write: lock-free readers see only whole batches, in offset order.
+    rows = drain(consumer, 2 * total, timeout=60)
+    consumer.close()
     for proc in procs:
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-    rows = _read_all(broker, "t", 2 * total)
+    assert _read_all(broker, "t", 2 * total) == rows
     assert [r[2] for r in rows] == list(range(2 * total))
     for tag in (b"A", b"B"):
         mine = [r[4] for r in rows if r[4] is not None and r[4].startswith(tag + b":")]

@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -61,7 +62,7 @@ def pid_alive(pid: int) -> bool:
 
 
 class GroupStore:
-    """A connection to the groups file of one log folder. Not shared between threads."""
+    """A connection to the groups file of one log folder; calls are serialised by a lock."""
 
     def __init__(self, path: str, *, timeout: float = 30.0) -> None:
         self.path = path
@@ -75,10 +76,15 @@ class GroupStore:
         except sqlite3.Error as exc:
             raise BrokerError(f"cannot open the consumer-group file {path}: {exc}") from exc
         self.host = socket.gethostname()
+        self._lock = threading.RLock()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction (takes the write lock up front, so no upgrade deadlock)."""
+        with self._lock:
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -139,15 +145,23 @@ class GroupStore:
         return alive
 
     def generation(self, group: str) -> int:
+        with self._lock:
+            return self._generation(group)
+
+    def _generation(self, group: str) -> int:
         row = self._db.execute("SELECT generation FROM generations WHERE group_id = ?", (group,)).fetchone()
         return row[0] if row else 0
 
     def view(self, group: str) -> tuple[int, dict[str, list[str]], dict[TopicPartition, str]]:
         """(generation, members -> topics, owners) read in one snapshot."""
         db = self._db
+        with self._lock:
+            return self._view(db, group)
+
+    def _view(self, db: sqlite3.Connection, group: str) -> tuple[int, dict[str, list[str]], dict[TopicPartition, str]]:
         db.execute("BEGIN")
         try:
-            gen = self.generation(group)
+            gen = self._generation(group)
             members = {
                 m: json.loads(t)
                 for m, t in db.execute("SELECT member_id, topics FROM members WHERE group_id = ?", (group,))
@@ -215,17 +229,19 @@ class GroupStore:
 
     def committed(self, group: str, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
         out: dict[TopicPartition, int | None] = {}
-        for tp in partitions:
-            row = self._db.execute(
-                "SELECT next_offset FROM offsets WHERE group_id = ? AND topic = ? AND partition = ?",
-                (group, tp.topic, tp.partition),
-            ).fetchone()
-            out[tp] = row[0] if row else None
+        with self._lock:
+            for tp in partitions:
+                row = self._db.execute(
+                    "SELECT next_offset FROM offsets WHERE group_id = ? AND topic = ? AND partition = ?",
+                    (group, tp.topic, tp.partition),
+                ).fetchone()
+                out[tp] = row[0] if row else None
         return out
 
     def group_topics(self, group: str) -> list[str]:
-        rows = self._db.execute("SELECT DISTINCT topic FROM offsets WHERE group_id = ? ORDER BY topic", (group,))
-        return [t for (t,) in rows]
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT topic FROM offsets WHERE group_id = ? ORDER BY topic", (group,))
+            return [t for (t,) in rows]
 
     def forget_topic(self, topic: str) -> None:
         """Drop committed offsets and owners of a deleted topic."""
@@ -234,5 +250,5 @@ class GroupStore:
             db.execute("DELETE FROM owners WHERE topic = ?", (topic,))
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
+        with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.close()
