@@ -235,18 +235,20 @@ def test_a_group_splits_partitions_then_one_member_takes_all_from_the_commits(
     a_had = set(a.assignment())
     a.close()
 
-    rows = []
-    assert poll_until(
-        [b],
-        lambda: len(b.assignment()) == 4 and len(rows) >= 40,
-        on_batch=lambda c, batches: rows.extend(flatten(batches)),
-    ), (b.assignment(), len(rows))
+    read: set[tuple[int, int, bytes | None]] = set()
+
+    def commit_and_note(c: Consumer, batches: list[RecordBatch]) -> None:
+        read.update((r[1], r[2], r[4]) for r in flatten(batches))
+        commit_all(c, batches)
+
+    assert poll_until([b], lambda: len(b.assignment()) == 4 and len(read) >= 40, on_batch=commit_and_note), (
+        b.assignment(),
+        len(read),
+    )
     assert a_had <= set(assigned_to_b)
-    from_a = sorted((r[1], r[2], r[4]) for r in rows if TopicPartition(topic, r[1]) in a_had)
-    # Resumed from a's commits: only second-round records, none skipped, none again.
-    expected = [(tp.partition, 10 + i, b"second-%d-%d" % (tp.partition, i)) for tp in a_had for i in range(10)]
-    assert from_a == sorted(expected)
-    assert len(rows) == 40
+    # b resumed a's partitions from a's commits: every second-round record, no first-round one
+    # (a rebalance may deliver a record twice, at least once is the contract; sets ignore that).
+    assert read == {(p, 10 + i, b"second-%d-%d" % (p, i)) for p in range(4) for i in range(10)}
     b.close()
     producer.close()
 
