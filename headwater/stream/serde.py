@@ -1,0 +1,456 @@
+"""Serialisation of keys and values: raw bytes, UTF-8 text, JSON and typed schemas.
+
+A serde turns the bytes of a whole micro-batch into Python values (for record-level
+functions) or straight into a Polars frame (for batch steps), and back. Decoding never
+raises for a bad record: it reports the index and the error, and the kernel sends that
+record to the dead-letter topic.
+
+Measured on 10,000 JSON values of ~90 bytes (one core, see the stream-app report): a
+msgspec decoder called per value runs at ~2.9 M values/s (orjson ~2.4 M), and it tells
+exactly which value is bad, so there is no optimistic whole-batch parse with a fallback.
+``polars.read_ndjson`` was no faster, drops fields first seen after its schema-inference
+window, and fails the whole batch on one bad line. Typed schemas decode each value into a
+msgspec ``Struct`` and build typed columns from its fields (~2 M values/s, validated).
+Frames are encoded with ``DataFrame.write_ndjson`` (~4 M rows/s) when every column type is
+one it writes; otherwise, and for rows, with msgspec.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import Annotated, Any
+
+import msgspec
+import polars as pl
+
+from headwater.errors import UserError
+
+DecodeErrors = list[tuple[int, Exception]]
+
+_INT64 = msgspec.Meta(ge=-(2**63), le=2**63 - 1)
+
+
+def apply_each(
+    fn: Callable[[Any], Any], items: Sequence[Any], fast: Callable[[Any], Any] | None = None
+) -> tuple[list[Any], list[int] | None, DecodeErrors]:
+    """``fn`` on every item: (results of the items that did not raise, their indexes or None if all, errors).
+
+    ``fast``, a C function doing the same for good items (a msgspec decoder), runs first
+    over the whole batch through ``map``; only when it raises does the batch go item by
+    item through ``fn`` to find which items are bad.
+    """
+    if fast is not None:
+        try:
+            return list(map(fast, items)), None, []
+        except Exception:  # noqa: S110 - some item is bad: found one by one below
+            pass
+    out: list[Any] = []
+    append = out.append
+    errors: DecodeErrors = []
+    for i, item in enumerate(items):
+        try:
+            append(fn(item))
+        except Exception as exc:  # a bad record must never stop the batch
+            errors.append((i, exc))
+    if not errors:
+        return out, None, errors
+    bad = {i for i, _ in errors}
+    return out, [i for i in range(len(items)) if i not in bad], errors
+
+
+class SerializationError(UserError):
+    """A value could not be encoded or decoded (sent to the dead-letter topic, never raised out of an app)."""
+
+
+class Serde:
+    """Base of every serde: how the records of one topic become Python values and columns.
+
+    Subclasses implement :meth:`decode` and :meth:`encode` for one value; the batch methods
+    have good defaults. ``row_type`` tells how to rebuild rows from a frame (``dict``, a
+    Struct class, or ``"value"`` for scalars kept in a column named ``value``), and
+    ``schema`` the Polars types of the columns when they are known in advance.
+    """
+
+    row_type: Any = dict
+
+    @property
+    def schema(self) -> dict[str, pl.DataType] | None:
+        return None
+
+    def decode(self, data: bytes | None) -> Any:
+        raise NotImplementedError
+
+    def encode(self, value: Any) -> bytes | None:
+        raise NotImplementedError
+
+    def decode_rows(self, values: Sequence[bytes | None]) -> tuple[list[Any], list[int] | None, DecodeErrors]:
+        """Decode every value: (rows, indexes of the decoded values or None if all, errors by index)."""
+        return apply_each(self.decode, values)
+
+    def encode_rows(self, rows: Sequence[Any]) -> tuple[list[Any], list[int] | None, DecodeErrors]:
+        """Encode every row: (encoded values, indexes of the encoded rows or None if all, errors by index)."""
+        return apply_each(self.encode, rows)
+
+    def encode_frame(self, frame: pl.DataFrame) -> list[bytes | None]:
+        """Encode every row of a frame in one go; raise if any row cannot be (the caller then goes row by row)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
+class Bytes(Serde):
+    """Raw bytes, as stored: nothing is decoded. In a frame, one Binary column ``value``."""
+
+    row_type: Any = "value"
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        return {"value": pl.Binary()}
+
+    def decode(self, data: bytes | None) -> bytes | None:
+        return data
+
+    def decode_rows(self, values: Sequence[bytes | None]) -> tuple[list[Any], list[int] | None, DecodeErrors]:
+        return list(values), None, []
+
+    def encode(self, value: Any) -> bytes | None:
+        if value is None or isinstance(value, bytes):
+            return value
+        if isinstance(value, bytearray | memoryview):
+            return bytes(value)
+        raise SerializationError(f"Bytes() encodes bytes, got {type(value).__name__}")
+
+    def encode_frame(self, frame: pl.DataFrame) -> list[bytes | None]:
+        return [self.encode(v) for v in _single_column(frame, self)]
+
+
+class Str(Serde):
+    """UTF-8 text. Encoding also takes bytes (as they are) and integers (as decimal text), handy for keys."""
+
+    row_type: Any = "value"
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        return {"value": pl.String()}
+
+    def decode(self, data: bytes | None) -> str | None:
+        return None if data is None else data.decode("utf-8")
+
+    def encode(self, value: Any) -> bytes | None:
+        if value is None or isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            return value.encode("utf-8")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value).encode("ascii")
+        raise SerializationError(f"Str() encodes text, got {type(value).__name__}")
+
+    def encode_frame(self, frame: pl.DataFrame) -> list[bytes | None]:
+        return [self.encode(v) for v in _single_column(frame, self)]
+
+
+class Json(Serde):
+    """JSON values (msgspec). Record functions get dicts (or lists, numbers...).
+
+    In a frame, JSON objects become rows and their fields columns, with types inferred from
+    the whole batch (``polars.from_dicts``); a field a record lacks reads as null. Declare a
+    :class:`Schema` for fixed, validated column types.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = msgspec.json.Decoder()
+        self._encoder = msgspec.json.Encoder()
+
+    def decode(self, data: bytes | None) -> Any:
+        if data is None:
+            return None  # a tombstone reads as JSON null
+        return self._decoder.decode(data)
+
+    def encode(self, value: Any) -> bytes:
+        return self._encoder.encode(value)
+
+    def decode_rows(self, values: Sequence[bytes | None]) -> tuple[list[Any], list[int] | None, DecodeErrors]:
+        return apply_each(self.decode, values, self._decoder.decode)
+
+    def encode_rows(self, rows: Sequence[Any]) -> tuple[list[Any], list[int] | None, DecodeErrors]:
+        return apply_each(self.encode, rows, self._encoder.encode)
+
+    def encode_frame(self, frame: pl.DataFrame) -> list[bytes | None]:
+        return ndjson_lines(frame, self._encoder)
+
+
+class Schema(Serde):
+    """JSON values with declared types: a msgspec ``Struct`` class or a column mapping.
+
+    ``Schema(House)`` decodes each value into a ``House`` (missing required fields and wrong
+    types are errors); record functions get ``House`` instances. ``Schema({"price":
+    pl.Float64, "beds": pl.Int64})`` decodes into dicts of those columns (every field
+    optional, unknown fields ignored, wrong types errors); Python types ``int``, ``float``,
+    ``str``, ``bool`` are accepted in place of Polars ones. Either way a batch step gets
+    typed columns.
+    """
+
+    def __init__(self, spec: type[msgspec.Struct] | Mapping[str, Any]) -> None:
+        if isinstance(spec, type) and issubclass(spec, msgspec.Struct):
+            self.spec: Any = spec
+            self._row_struct: type[msgspec.Struct] = spec
+            self._schema = struct_schema(spec)
+            self._rows_type: Any = spec
+            self.row_type = spec
+        elif isinstance(spec, Mapping) and spec:
+            self.spec = dict(spec)
+            self._schema = {name: _polars_type(name, t) for name, t in spec.items()}
+            fields = [(name, _python_type(dtype) | None, None) for name, dtype in self._schema.items()]
+            self._row_struct = msgspec.defstruct("Row", fields)
+            # TypedDict: record functions get plain dicts, validated, every key optional.
+            make_typed_dict: Any = typing.TypedDict
+            self._rows_type = make_typed_dict("Row", {name: t for name, t, _ in fields}, total=False)
+            self.row_type = dict
+        else:
+            raise UserError(
+                f"Schema() takes a msgspec.Struct class or a non-empty mapping of column -> type, got {spec!r}",
+                hint='for example Schema({"price": pl.Float64, "beds": pl.Int64})',
+            )
+        self._rows_decoder = msgspec.json.Decoder(self._rows_type)
+        self._struct_decoder = msgspec.json.Decoder(self._row_struct)
+        self._encoder = msgspec.json.Encoder()
+        self._fields = tuple(self._row_struct.__struct_fields__)
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        return dict(self._schema)
+
+    def decode(self, data: bytes | None) -> Any:
+        if data is None:
+            raise SerializationError("the record has no value (a tombstone); a Schema needs a JSON object")
+        return self._rows_decoder.decode(data)
+
+    def decode_frame(self, values: Sequence[bytes | None]) -> tuple[pl.DataFrame, list[int] | None, DecodeErrors]:
+        """Decode straight into typed columns (one Struct per value, then one list per field)."""
+        structs, kept, errors = apply_each(self._decode_struct, values, self._struct_decoder.decode)
+        return structs_to_frame(structs, self._fields, self._schema), kept, errors
+
+    def decode_rows(self, values: Sequence[bytes | None]) -> tuple[list[Any], list[int] | None, DecodeErrors]:
+        return apply_each(self.decode, values, self._rows_decoder.decode)
+
+    def _decode_struct(self, data: bytes | None) -> Any:
+        if data is None:
+            raise SerializationError("the record has no value (a tombstone); a Schema needs a JSON object")
+        return self._struct_decoder.decode(data)
+
+    def encode(self, value: Any) -> bytes:
+        if self.row_type is dict or not isinstance(value, self.row_type):
+            value = msgspec.convert(value, self._rows_type, from_attributes=True)  # validates
+        return self._encoder.encode(value)
+
+    def encode_frame(self, frame: pl.DataFrame) -> list[bytes | None]:
+        # Exact rather than fast: every row is validated against the schema.
+        return [self.encode(row) for row in frame.to_dicts()]
+
+    def __repr__(self) -> str:
+        name = self.spec.__name__ if isinstance(self.spec, type) else self.spec
+        return f"Schema({name})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Schema) and other.spec == self.spec
+
+    def __hash__(self) -> int:
+        return hash(("Schema", repr(self)))
+
+
+# -- frames --------------------------------------------------------------------------
+
+_NDJSON_SAFE = (pl.Boolean, pl.String, pl.Null, pl.Date, pl.Datetime)
+
+
+def _writes_ndjson(dtype: Any) -> bool:
+    """Whether polars' NDJSON writer handles this type (it panics on Binary and Object)."""
+    if dtype.is_numeric() or isinstance(dtype, _NDJSON_SAFE):
+        return True
+    if isinstance(dtype, pl.List | pl.Array):
+        return _writes_ndjson(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return all(_writes_ndjson(f.dtype) for f in dtype.fields)
+    return False
+
+
+def ndjson_lines(frame: pl.DataFrame, encoder: msgspec.json.Encoder) -> list[bytes | None]:
+    """One JSON object per row: polars' writer when it can, else msgspec over ``to_dicts``."""
+    if frame.height == 0:
+        return []
+    if frame.width and all(_writes_ndjson(t) for t in frame.dtypes):
+        buf = io.BytesIO()
+        frame.write_ndjson(buf)
+        lines: list[bytes | None] = list(buf.getvalue().split(b"\n"))
+        if lines and lines[-1] == b"":
+            lines.pop()
+        if len(lines) == frame.height:
+            return lines
+    encode = encoder.encode
+    return [encode(row) for row in frame.to_dicts()]
+
+
+def _single_column(frame: pl.DataFrame, serde: Serde) -> list[Any]:
+    if frame.width != 1:
+        raise SerializationError(
+            f"{serde!r} encodes a frame of one column, got columns {frame.columns}",
+            hint="select the column to write in the last map_batch",
+        )
+    return frame.to_series(0).to_list()
+
+
+_SIMPLE = {int: pl.Int64(), float: pl.Float64(), str: pl.String(), bool: pl.Boolean()}
+
+
+def struct_schema(struct: type[msgspec.Struct]) -> dict[str, pl.DataType]:
+    """Polars types of a Struct's fields where they follow from the annotation (int, float, str, bool, optional)."""
+    out: dict[str, pl.DataType] = {}
+    for field in msgspec.structs.fields(struct):
+        t = field.type
+        args = typing.get_args(t)
+        if args and type(None) in args and len(args) == 2:
+            t = next(a for a in args if a is not type(None))
+        if typing.get_origin(t) is Annotated:
+            t = typing.get_args(t)[0]
+        dtype = _SIMPLE.get(t)
+        if dtype is not None:
+            out[field.name] = dtype
+    return out
+
+
+def structs_to_frame(
+    structs: Sequence[Any], fields: Sequence[str], schema: Mapping[str, pl.DataType]
+) -> pl.DataFrame:
+    """Columns from Struct instances: one list per field, typed by ``schema`` where known."""
+    if len(schema) == len(fields):
+        columns = {name: [getattr(s, name) for s in structs] for name in fields}
+        return pl.DataFrame(columns, schema=dict(schema))
+    # Nested or unusual field types: let polars infer from builtins (datetimes kept as objects).
+    rows = msgspec.to_builtins(structs, builtin_types=(dt.datetime, dt.date, dt.time, bytes))
+    return pl.from_dicts(rows, schema_overrides=dict(schema), infer_schema_length=None)
+
+
+_POLARS_FROM_PYTHON: Mapping[Any, Callable[[], pl.DataType]] = {
+    int: pl.Int64,
+    float: pl.Float64,
+    str: pl.String,
+    bool: pl.Boolean,
+    bytes: pl.Binary,
+    dt.datetime: pl.Datetime,
+    dt.date: pl.Date,
+}
+
+
+def _polars_type(name: str, t: Any) -> pl.DataType:
+    if isinstance(t, pl.DataType):
+        return t
+    if isinstance(t, type) and issubclass(t, pl.DataType):
+        return t()
+    factory = _POLARS_FROM_PYTHON.get(t)
+    if factory is None:
+        raise UserError(
+            f"Schema column {name!r} has type {t!r}, which is not a Polars type",
+            hint="use a Polars type such as pl.Float64, pl.Int64, pl.String, pl.Boolean, pl.List(pl.Int64)",
+        )
+    return factory()
+
+
+def _python_type(dtype: Any) -> Any:
+    """The type msgspec validates a column's JSON value against."""
+    if dtype.is_integer():
+        return Annotated[int, _INT64] if dtype != pl.UInt64 else Annotated[int, msgspec.Meta(ge=0, le=2**64 - 1)]
+    if dtype.is_float():
+        return float
+    if isinstance(dtype, pl.String):
+        return str
+    if isinstance(dtype, pl.Boolean):
+        return bool
+    if isinstance(dtype, pl.Datetime):
+        return dt.datetime
+    if isinstance(dtype, pl.Date):
+        return dt.date
+    if isinstance(dtype, pl.List | pl.Array):
+        return list[_python_type(dtype.inner)]  # type: ignore[misc]
+    return Any
+
+
+def rows_to_frame(
+    rows: Sequence[Any], row_type: Any = None, schema: Mapping[str, pl.DataType] | None = None
+) -> pl.DataFrame:
+    """A frame from rows: dicts or Structs give one column per field, scalars one column ``value``.
+
+    Raises TypeError when the rows do not fit one frame (mixed kinds, conflicting types).
+    """
+    if not rows:
+        return pl.DataFrame(schema=dict(schema) if schema else None)
+    first = rows[0]
+    if isinstance(first, msgspec.Struct):
+        kind = type(first)
+        if not all(type(r) is kind for r in rows):
+            raise TypeError(f"a batch step needs rows of one kind; got {kind.__name__} mixed with other values")
+        return structs_to_frame(rows, kind.__struct_fields__, _struct_schema_cached(kind))
+    if isinstance(first, dict) or row_type is dict:
+        for r in rows:
+            if not isinstance(r, dict):
+                raise TypeError(f"a batch step needs JSON objects (dicts), got {type(r).__name__}: {r!r:.80}")
+        if schema:
+            return pl.from_dicts(rows, schema=dict(schema))
+        return dicts_to_frame(rows)
+    if schema and list(schema) == ["value"]:
+        return pl.DataFrame({"value": rows}, schema=dict(schema))
+    return pl.DataFrame({"value": rows})
+
+
+def frame_to_rows(frame: pl.DataFrame, row_type: Any = None) -> list[Any]:
+    """Rows back from a frame: Structs of ``row_type`` when its fields are the columns, scalars for ``"value"``."""
+    if row_type == "value" and frame.columns == ["value"]:
+        return frame.to_series(0).to_list()
+    dicts = frame.to_dicts()
+    if (
+        isinstance(row_type, type)
+        and issubclass(row_type, msgspec.Struct)
+        and set(frame.columns) == set(row_type.__struct_fields__)
+    ):
+        try:
+            return msgspec.convert(dicts, list[row_type])
+        except msgspec.ValidationError:
+            return dicts  # columns changed type in a batch step: the rows stay dicts
+    return dicts
+
+
+@lru_cache(maxsize=256)
+def _struct_schema_cached(struct: type[msgspec.Struct]) -> dict[str, pl.DataType]:
+    return struct_schema(struct)
+
+
+def dicts_to_frame(rows: Sequence[dict[str, Any]]) -> pl.DataFrame:
+    """One column per key (first-seen order), types inferred over the whole batch.
+
+    Same types as ``pl.from_dicts(rows, infer_schema_length=None)`` (supertypes: an int
+    column with one float becomes Float64; mixed numbers and text become String, numbers
+    written as Python writes them), about 3x faster: columns are built from one list each
+    instead of row by row.
+    """
+    names = list(rows[0])
+    extra = set().union(*rows).difference(names)
+    if extra:
+        seen = set(names)
+        for row in rows:
+            for name in row:
+                if name not in seen:
+                    seen.add(name)
+                    names.append(name)
+    if not names:
+        return pl.DataFrame([{}] * len(rows))  # objects without fields: no column, but one row each
+    return pl.DataFrame([pl.Series(name, [row.get(name) for row in rows], strict=False) for name in names])
