@@ -89,11 +89,14 @@ def measure(cmd: Sequence[str], *, env: Mapping[str, str], cwd: Path, log: Path,
         proc = subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         sampler = RssSampler(proc.pid)
         sampler.start()
+        # A blocking wait(): wait(timeout=...) polls with sleeps of up to 50 ms, which
+        # would round every wall time up to the next poll. The timer enforces the limit.
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
         try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
             returncode = proc.wait()
+        finally:
+            killer.cancel()
         wall = time.perf_counter() - started
         sampler.stop()
     cpu = _cpu_of_children() - cpu_before

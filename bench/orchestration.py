@@ -333,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     tables = report.build_tables(doc)
     for table in tables:
         console.print(report.to_rich(table))
-    stem.with_suffix(".md").write_text(report.to_markdown(tables), encoding="utf-8")
+    stem.with_suffix(".md").write_text(report.to_markdown(tables, doc), encoding="utf-8")
+    console.print(f"headwater {versions['headwater']}; load average before {info['loadavg_before'][0]:.2f}, "
+                  f"after {info['loadavg_after'][0]:.2f} (on {info['nproc']} CPUs)")
     console.print(f"results: {stem.with_suffix('.json').relative_to(ROOT)} and .md")
     failed = sum(r.failures for v in results.values() for r in v.values())
     if failed:
@@ -342,9 +344,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _headwater_version() -> str:
+    """The package version and the commit measured (``+dirty``: uncommitted changes in headwater/)."""
     from importlib.metadata import version
 
-    return version("headwater")
+    head = run_quiet(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT)
+    if head.returncode != 0:
+        return version("headwater")
+    dirty = run_quiet(["git", "status", "--porcelain", "--", "headwater"], cwd=ROOT).stdout.strip()
+    return f"{version('headwater')} ({head.stdout.strip()}{'+dirty' if dirty else ''})"
 
 
 if __name__ == "__main__":

@@ -143,8 +143,19 @@ def to_rich(table: TableData) -> Table:
     return out
 
 
-def to_markdown(tables: list[TableData]) -> str:
-    parts = []
+def header(doc: dict[str, Any]) -> str:
+    """Where and when: one Markdown paragraph."""
+    m = doc["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in doc["versions"].items())
+    return (
+        f"Measured {doc['date']} with `{doc['command']}`: {doc['runs']} run(s) per figure. "
+        f"{m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']}; "
+        f"load average {m['loadavg_before'][0]:.2f} before, {m['loadavg_after'][0]:.2f} after. {versions}."
+    )
+
+
+def to_markdown(tables: list[TableData], doc: dict[str, Any] | None = None) -> str:
+    parts = [header(doc)] if doc is not None else []
     for table in tables:
         head = ["", *(SHAPE_TITLES[s] for s in table.shapes), "note"]
         lines = [f"**{table.title}**", "", "| " + " | ".join(head) + " |",
