@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from headwater.store.base import TaskInstanceRecord
 
 pass_env = click.make_pass_decorator(Env)
+_TABLE_LIMIT = 30  # rows of task instances printed before summarising
 
 
 @click.group()
@@ -131,8 +132,9 @@ def report_problems(tis: list[TaskInstanceRecord]) -> None:
 @click.argument("logical_date", required=False)
 @click.option("--conf", default=None, help="JSON object passed to the run as dag_run.conf.")
 @click.option("--force", is_flag=True, help="Run tasks even when their outputs already exist.")
+@click.option("--all", "show_all", is_flag=True, help=f"List every task, even past {30} of them.")
 @pass_env
-def test(env: Env, dag_id: str, logical_date: str | None, conf: str | None, force: bool) -> None:
+def test(env: Env, dag_id: str, logical_date: str | None, conf: str | None, force: bool, show_all: bool) -> None:
     """Run one DAG run in this process, without a scheduler (exit 1 if it fails).
 
     The run is recorded (type "test"); testing the same date again reruns it.
@@ -163,7 +165,18 @@ def test(env: Env, dag_id: str, logical_date: str | None, conf: str | None, forc
     final = report.finished.get((dag_id, run.run_id))
     tis = store.list_task_instances(dag_id, run.run_id)
     say(f"{escape(dag_id)} at {when(run.logical_date)} UTC, run {escape(run.run_id)}")
-    console().print(task_table(tis, rec.spec.topological_order()))
+    shown = tis
+    if len(tis) > _TABLE_LIMIT and not show_all:
+        # A thousand rows of "success" hide what matters (and cost ~0.7 s to render).
+        counts: dict[str, int] = {}
+        for ti in tis:
+            counts[ti.state.value] = counts.get(ti.state.value, 0) + 1
+        say(", ".join(f"{n} {state(k)}" for k, n in sorted(counts.items())) + f" of {len(tis)} tasks")
+        shown = [ti for ti in tis if ti.state.value != "success"][:_TABLE_LIMIT]
+        if shown:
+            say(f"not successful ({len(shown)} shown; --all lists every task):")
+    if shown:
+        console().print(task_table(shown, rec.spec.topological_order()))
     report_problems(tis)
     say(f"run {state(final.value if final else 'unfinished')}")
     if final is not RunState.SUCCESS:
