@@ -92,8 +92,13 @@ class RunKernel:
         self._scheduled: dict[str, TaskInstanceRecord] = {}
         self._candidates: set[str] = set()
         self._past_blocked: set[str] = set()
+        # Per task, how many direct upstream tasks finished in each state: a join of
+        # 500 tasks is re-evaluated 500 times and must not recount 500 states each time.
+        self._up: dict[str, dict[TaskState, int]] = {tid: {} for tid in spec.tasks}
+        self._counted: set[str] = set()
         for ti in self.tis.values():
             self._index(ti)
+            self._count(ti)
 
     # -- reading
     def task(self, task_id: str) -> TaskSpec:
@@ -134,10 +139,30 @@ class RunKernel:
         elif tid in self._rank:
             self._candidates.add(tid)
 
+    def _count(self, ti: TaskInstanceRecord) -> None:
+        """Add a finished task instance to its dependants' upstream counts (once: finished is final)."""
+        if ti.state.finished and ti.task_id not in self._counted and ti.task_id in self._downstream:
+            self._counted.add(ti.task_id)
+            for d in self._downstream[ti.task_id]:
+                counts = self._up[d]
+                counts[ti.state] = counts.get(ti.state, 0) + 1
+
+    def _upstream_counts(self, task: TaskSpec) -> UpstreamCounts:
+        c = self._up[task.task_id]
+        return UpstreamCounts(
+            total=len(task.upstream),
+            success=c.get(TaskState.SUCCESS, 0),
+            skipped=c.get(TaskState.SKIPPED, 0),
+            failed=c.get(TaskState.FAILED, 0),
+            upstream_failed=c.get(TaskState.UPSTREAM_FAILED, 0),
+            removed=c.get(TaskState.REMOVED, 0),
+        )
+
     def _moved(self, ti: TaskInstanceRecord) -> None:
         """After a state change: reindex, and let a finished task's dependants be looked at again."""
         self._index(ti)
         if ti.state.finished:
+            self._count(ti)
             for d in self._downstream.get(ti.task_id, ()):
                 if self.tis[d].state is TaskState.NONE:
                     self._candidates.add(d)
@@ -162,7 +187,7 @@ class RunKernel:
             if ti.state is not TaskState.NONE:
                 continue
             task = self.spec.tasks[tid]
-            verdict = evaluate(task.trigger_rule, UpstreamCounts.of(self.tis[u].state for u in task.upstream))
+            verdict = evaluate(task.trigger_rule, self._upstream_counts(task))
             if verdict == "run":
                 if self._past_ok(tid):
                     self._set(ti, TaskState.SCHEDULED, now)
