@@ -230,3 +230,23 @@ def test_a_map_batch_that_drops_rows_stops_the_app_without_committing() -> None:
     consumer = broker.consumer("dropper")
     assert consumer.committed([TopicPartition("houses", 0)]) == {TopicPartition("houses", 0): None}
     assert broker.end_offsets([TopicPartition("out", 0)])[TopicPartition("out", 0)] == 0
+
+
+def test_the_stream_front_door_loads_polars_only_when_an_app_is_built() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import headwater.stream, headwater.stream.broker, headwater.stream.memory, headwater.stream.threads\n"
+        "print('polars' in sys.modules, 'msgspec' in sys.modules)\n"
+        "from headwater.stream import StreamApp, Json\n"
+        "StreamApp('a').stream('t', value=Json())\n"
+        "print('polars' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["False", "False", "True"]
+    import headwater.stream
+
+    assert set(headwater.stream.__all__) == set(headwater.stream._EXPORTS)
+    assert headwater.stream.StreamApp is StreamApp
