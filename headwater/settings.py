@@ -15,7 +15,11 @@ from pathlib import Path
 class Settings:
     """Where headwater keeps its state and how it runs.
 
-    ``home`` holds the SQLite database, logs and task artifacts by default.
+    ``home`` holds the SQLite database, logs and task artifacts by default, and the
+    embedded log's topics (``topics_folder``). ``kafka_bootstrap`` set means stream
+    commands and apps use that Kafka cluster instead; ``kafka_config`` is the raw
+    ``HEADWATER_KAFKA_CONFIG`` text (a JSON object or a file path), read by
+    :func:`headwater.stream.connect.open_broker`, not here: building settings does no I/O.
     """
 
     home: Path
@@ -26,6 +30,8 @@ class Settings:
     min_file_process_interval: float = 30.0
     scheduler_heartbeat: float = 1.0
     xcom_inline_limit: int = 64 * 1024
+    kafka_bootstrap: str | None = None
+    kafka_config: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -36,6 +42,11 @@ class Settings:
     def artifacts_folder(self) -> Path:
         return self.home / "artifacts"
 
+    @property
+    def topics_folder(self) -> Path:
+        """Where the embedded log keeps its topics."""
+        return self.home / "topics"
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``HEADWATER_*`` variables, then apply ``overrides``.
@@ -43,7 +54,9 @@ class Settings:
         ``HEADWATER_HOME`` (default ``./.headwater``), ``HEADWATER_DB_URL`` (default a
         SQLite file in home), ``HEADWATER_DAGS_FOLDER`` (default ``home/dags``),
         ``HEADWATER_PARALLELISM`` (default: number of CPUs), ``HEADWATER_DAG_PARSE_TIMEOUT``
-        (seconds to import one DAG file, default 30).
+        (seconds to import one DAG file, default 30), ``HEADWATER_KAFKA_BOOTSTRAP`` (Kafka
+        brokers ``host:port,...``; unset: the embedded log), ``HEADWATER_KAFKA_CONFIG``
+        (librdkafka settings: a JSON object, or the path of a JSON or ``.properties`` file).
         """
         env = dict(os.environ if env is None else env)
         home = Path(env.get("HEADWATER_HOME", ".headwater")).expanduser().resolve()
@@ -54,6 +67,8 @@ class Settings:
         settings = cls(
             home=home, db_url=db_url, dags_folder=dags, parallelism=max(1, parallelism),
             dag_parse_timeout=parse_timeout,
+            kafka_bootstrap=env.get("HEADWATER_KAFKA_BOOTSTRAP", "").strip() or None,
+            kafka_config=env.get("HEADWATER_KAFKA_CONFIG", "").strip() or None,
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings  # type: ignore[arg-type]
