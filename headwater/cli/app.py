@@ -51,6 +51,7 @@ def cli(ctx: click.Context, dags_folder: Path | None, debug: bool) -> None:
 
 def _register() -> None:
     from headwater.cli import classic, dags, misc, tasks
+    from headwater.cli import stream as stream_commands
 
     cli.add_command(dags.dags)
     cli.add_command(tasks.tasks)
@@ -59,6 +60,7 @@ def _register() -> None:
     cli.add_command(misc.pools)
     cli.add_command(misc.scheduler)
     cli.add_command(classic.run_classic)
+    stream_commands.register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
