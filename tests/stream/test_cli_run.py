@@ -184,3 +184,69 @@ def test_two_instances_survive_a_kill_9_and_lose_nothing(hw: StreamHome) -> None
     from_killed = {v["id"] for v in outputs if v["instance"] == 1}
     assert set(duplicates) <= from_killed, facts
     print(facts.split(";")[0:2])
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from pathlib import Path
+
+    folder, mode = Path(sys.argv[1]), sys.argv[2]
+    n = os.environ["HEADWATER_STREAM_INSTANCE"]
+    runs = len(list(folder.glob(f"run-{n}-*")))
+    if mode == "crash-once" and n == "2" and runs == 0:
+        (folder / f"run-{n}-{os.getpid()}").touch()
+        sys.exit(3)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *a: stopping.append(1) if mode != "stubborn" else None)
+    (folder / f"run-{n}-{os.getpid()}").touch()
+    while not stopping:
+        time.sleep(0.02)
+    """
+)
+
+
+def supervise(tmp_path: Path, mode: str, ready: int, **options: object) -> tuple[int, list[str]]:
+    """Run a Supervisor over a tiny child in this process; SIGTERM it once ``ready`` runs started."""
+    import os
+    import threading
+
+    from headwater.cli.supervisor import Supervisor
+
+    (tmp_path / "child.py").write_text(CHILD)
+    reports: list[str] = []
+    supervisor = Supervisor([sys.executable, str(tmp_path / "child.py"), str(tmp_path), mode], 2,
+                            report=reports.append, **options)  # type: ignore[arg-type]
+
+    def stop_when_ready() -> None:
+        wait_for(lambda: len(list(tmp_path.glob("run-*"))) >= ready, 20, f"{ready} runs")
+        time.sleep(0.2)  # let the last one install its handler
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_when_ready, daemon=True).start()
+    return supervisor.run(), reports
+
+
+def test_supervisor_restarts_a_failed_instance_and_forwards_sigterm(tmp_path: Path) -> None:
+    code, reports = supervise(tmp_path, "crash-once", ready=3, restart=True)
+    text = "\n".join(reports)
+    assert code == 0, text
+    assert re.search(r"instance 2 \(pid \d+\) exited with code 3; restarting it in 1 s", text), text
+    assert len(re.findall(r"instance 2 started", text)) == 2, text
+    assert re.search(r"instance 1 \(pid \d+\) stopped", text) and re.search(r"instance 2 \(pid \d+\) stopped", text)
+
+
+def test_supervisor_without_restart_reports_the_failure_in_its_exit_code(tmp_path: Path) -> None:
+    code, reports = supervise(tmp_path, "crash-once", ready=2)
+    text = "\n".join(reports)
+    assert code == 1, text
+    assert re.search(r"instance 2 \(pid \d+\) exited with code 3; 1 instance\(s\) left take over", text), text
+    assert "1 instance(s) failed: 2" in text
+
+
+def test_supervisor_kills_instances_that_do_not_stop_in_time(tmp_path: Path) -> None:
+    code, reports = supervise(tmp_path, "stubborn", ready=2, stop_timeout=0.5)
+    text = "\n".join(reports)
+    assert code == 1, text
+    assert "killing 2 instance(s) that did not stop in time" in text
+    assert len(re.findall(r"killed by SIGKILL while stopping", text)) == 2, text
