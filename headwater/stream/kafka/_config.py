@@ -22,14 +22,15 @@ LOGGER = logging.getLogger("headwater.stream.kafka")
 PRODUCER_DEFAULTS: Mapping[str, object] = MappingProxyType(
     {
         "client.id": "headwater",
-        # Wait up to 5 ms to fill a batch: far fewer requests than librdkafka's 5 ms default
-        # would suggest once batches may grow large (next two settings).
+        # Wait up to 5 ms to fill a batch (librdkafka's default too, pinned here); batches
+        # up to 1 MiB, the largest a Kafka broker takes by default.
         "linger.ms": 5,
         "batch.num.messages": 100_000,
         "batch.size": 1_048_576,
-        # lz4 is cheap to compress and cut both produce and consume time on 120-byte JSON.
+        # lz4: cheap to compress, fewer bytes on real networks (no clear effect on loopback).
         "compression.type": "lz4",
-        # No duplicates or reordering from internal retries; costs nothing measurable.
+        # No duplicates or reordering from internal retries (halves the produce rate on
+        # Tansu; cheap on Kafka brokers).
         "enable.idempotence": True,
         # The Java client's rule (murmur2 of the key), which our embedded log and
         # headwater.stream.partitioner follow too. librdkafka's default is CRC32.
@@ -54,7 +55,7 @@ CONSUMER_DEFAULTS: Mapping[str, object] = MappingProxyType(
         # assignments also keep per-partition state where it is. Costs one more join
         # round per rebalance than eager range assignment.
         "partition.assignment.strategy": "cooperative-sticky",
-        # Larger prefetch and fetches: about twice the records/s of the defaults.
+        # Larger prefetch and fetches: about 4x the records/s of librdkafka's defaults.
         "queued.min.messages": 500_000,
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": 8 * 1024 * 1024,

@@ -255,13 +255,22 @@ class KafkaProducer:
             self.flush(timeout=30.0)
         finally:
             self._closed = True
-            # Whatever could not be delivered in time is dropped, not waited for forever.
-            self._p.purge()
-            self._p.flush(0)
+            self._release()
 
-    def __len__(self) -> int:
-        """Records queued in librdkafka and not yet acknowledged."""
-        return len(self._p)
+    def _release(self) -> None:
+        """Drop what is left (not waited for forever) and free librdkafka's handle now.
+
+        Closing the handle closes its connections at once rather than whenever the
+        garbage collector breaks the handle <-> callback cycle.
+        """
+        self._p.purge()
+        self._p.flush(0)
+        self._p.close()
+
+    @property
+    def queued(self) -> int:
+        """Records queued in librdkafka and not yet acknowledged by the broker."""
+        return 0 if self._closed else len(self._p)
 
 
 class KafkaTransactionalProducer(KafkaProducer):
@@ -337,9 +346,8 @@ class KafkaTransactionalProducer(KafkaProducer):
         if self._closed:
             return
         self._closed = True
-        # An open transaction is aborted by the broker once the producer is gone.
-        self._p.purge()
-        self._p.flush(0)
+        # Records of an open transaction are dropped; librdkafka aborts it on close.
+        self._release()
 
 
 def _messages(
