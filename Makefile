@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint typecheck bench clean
+.PHONY: venv demo test test-fast lint typecheck bench bench-stream clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/orchestration.py
+
+bench-stream: $(STAMP)
+	$(BIN)/python bench/stream.py
 
 clean:
 	rm -rf $(VENV) .headwater .pytest_cache .mypy_cache .ruff_cache
