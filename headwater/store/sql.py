@@ -15,17 +15,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import re
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, create_engine, delete, event, func, insert, inspect, select, text, update
-from sqlalchemy.engine import Connection, CursorResult, Engine, RowMapping, make_url
+from sqlalchemy import Table, create_engine, delete, func, insert, inspect, select, text, update
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
 
 from headwater.clock import ensure_utc, utcnow
 from headwater.errors import DagNotFoundError, StoreError, UserError
@@ -44,56 +41,33 @@ from headwater.store.base import (
     UnitOfWork,
     XComRecord,
 )
+from headwater.store.engine import (
+    WRITE,
+    alembic_config,
+    dispose_in_child,
+    mask_url,
+    normalize_url,
+    sqlite_engine,
+)
+from headwater.store.rows import (
+    TRY_COLS,
+    dag_record,
+    duplicate_run,
+    new_id,
+    run_record,
+    run_row,
+    ti_record,
+    ti_row,
+)
 
 if TYPE_CHECKING:
-    from alembic.config import Config
+    pass
 
 __all__ = ["SqlStore", "alembic_config", "mask_url", "normalize_url", "open_store"]
 
-_MIGRATIONS = Path(__file__).with_name("migrations")
-_BUSY_TIMEOUT_S = 30
 # Any constant works; it only has to be the same for every headwater process.
 _PG_MIGRATION_LOCK = 0x68656164  # "head"
-_WRITE = "headwater_write"
 
-_TI_COLS = tuple(c.name for c in s.task_instances.c)
-_TRY_COLS = tuple(c.name for c in s.task_tries.c)
-_RUN_COLS = tuple(c.name for c in s.dag_runs.c if c.name != "id")
-
-
-def normalize_url(url: str) -> str:
-    """Pick the psycopg 3 driver for ``postgresql://`` and ``postgres://`` URLs."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, fit to show to users."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
-def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
-    """An alembic ``Config`` for headwater's migrations, built in code (no ``alembic.ini``).
-
-    Migrations run on ``connection`` when given, otherwise on a new engine for ``url``.
-    Importing alembic costs ~270 ms, so only schema changes and tests call this.
-    """
-    from alembic.config import Config
-
-    cfg = Config()
-    # Config options go through configparser interpolation: escape "%".
-    cfg.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
-    cfg.set_main_option("path_separator", "os")
-    if url is not None:
-        cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
-    if connection is not None:
-        cfg.attributes["connection"] = connection
-    return cfg
 
 
 def open_store(url: str, *, create: bool = False) -> SqlStore:
@@ -120,7 +94,7 @@ class SqlStore:
             parsed = make_url(self.url)
             backend = parsed.get_backend_name()
             if backend == "sqlite":
-                engine = _sqlite_engine(self.url, dict(connect_args or {}))
+                engine = sqlite_engine(self.url, dict(connect_args or {}))
             elif backend == "postgresql":
                 engine = create_engine(parsed, connect_args=dict(connect_args or {}), pool_pre_ping=True)
             else:
@@ -139,11 +113,11 @@ class SqlStore:
                 hint="for PostgreSQL, pip install 'headwater[postgres]'",
             ) from exc
         self._engine: Engine = engine
-        self._write_engine = engine.execution_options(**{_WRITE: True})
+        self._write_engine = engine.execution_options(**{WRITE: True})
         self._dialect = engine.dialect.name
         self._upserts: dict[str, Any] = {}
         # A forked child must not reuse the parent's connections: give it a fresh pool.
-        os.register_at_fork(after_in_child=_dispose_in_child(weakref.ref(engine)))
+        os.register_at_fork(after_in_child=dispose_in_child(weakref.ref(engine)))
 
     def __repr__(self) -> str:
         return f"SqlStore({self.safe_url!r})"
@@ -291,13 +265,13 @@ class SqlStore:
         with self._begin(f"store the DAG {spec.dag_id}", write=True) as conn:
             self._write_dags(conn, [spec], spec.fileloc, spec.source_hash, utcnow())
             row = conn.execute(select(s.dags).where(s.dags.c.dag_id == spec.dag_id)).mappings().one()
-        return _dag(row)
+        return dag_record(row)
 
     def get_dag(self, dag_id: str) -> DagRecord | None:
         """The DAG with this id, active or not."""
         with self._begin(f"read the DAG {dag_id}") as conn:
             row = conn.execute(select(s.dags).where(s.dags.c.dag_id == dag_id)).mappings().first()
-        return None if row is None else _dag(row)
+        return None if row is None else dag_record(row)
 
     def list_dags(self, *, include_inactive: bool = False) -> list[DagRecord]:
         """DAGs by id; only those still in the DAG folder unless ``include_inactive``."""
@@ -305,7 +279,7 @@ class SqlStore:
         if not include_inactive:
             query = query.where(s.dags.c.is_active)
         with self._begin("list the DAGs") as conn:
-            return [_dag(r) for r in conn.execute(query).mappings()]
+            return [dag_record(r) for r in conn.execute(query).mappings()]
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         """Pause or unpause a DAG; raises DagNotFoundError for an unknown id."""
@@ -322,8 +296,8 @@ class SqlStore:
         """Insert a run and its task instances atomically; returns the run with ``id`` set.
         Raises StoreError if the run id or logical date already exists for the DAG."""
         now = utcnow()
-        row = _run_row(run, now)
-        ti_rows = [_ti_row(ti, now) for ti in task_instances]
+        row = run_row(run, now)
+        ti_rows = [ti_row(ti, now) for ti in task_instances]
         r = s.dag_runs
         with self._begin(f"create the run {run.run_id} of DAG {run.dag_id}", write=True) as conn:
             clash = conn.execute(
@@ -333,21 +307,21 @@ class SqlStore:
                 )
             ).first()
             if clash is not None:
-                raise _duplicate_run(run, clash.run_id, clash.logical_date)
+                raise duplicate_run(run, clash.run_id, clash.logical_date)
             try:
                 result = conn.execute(insert(r), row)
             except IntegrityError as exc:  # another process created it since the check
-                raise _duplicate_run(run, run.run_id, row["logical_date"]) from exc
+                raise duplicate_run(run, run.run_id, row["logical_date"]) from exc
             if ti_rows:
                 conn.execute(insert(s.task_instances), ti_rows)
-        return dataclasses.replace(run, id=_new_id(result), created_at=row["created_at"], state=RunState(row["state"]))
+        return dataclasses.replace(run, id=new_id(result), created_at=row["created_at"], state=RunState(row["state"]))
 
     def get_run(self, dag_id: str, run_id: str) -> DagRunRecord | None:
         """The run with this run id, or None."""
         query = select(s.dag_runs).where(s.dag_runs.c.dag_id == dag_id, s.dag_runs.c.run_id == run_id)
         with self._begin(f"read the run {run_id} of DAG {dag_id}") as conn:
             row = conn.execute(query).mappings().first()
-        return None if row is None else _run(row)
+        return None if row is None else run_record(row)
 
     def find_run(self, dag_id: str, logical_date: dt.datetime) -> DagRunRecord | None:
         """The run of the DAG for this logical date, or None."""
@@ -355,7 +329,7 @@ class SqlStore:
         query = select(r).where(r.c.dag_id == dag_id, r.c.logical_date == ensure_utc(logical_date))
         with self._begin(f"find the run of DAG {dag_id} for {logical_date.isoformat()}") as conn:
             row = conn.execute(query).mappings().first()
-        return None if row is None else _run(row)
+        return None if row is None else run_record(row)
 
     def list_runs(
         self,
@@ -391,7 +365,7 @@ class SqlStore:
         if offset:
             query = query.offset(offset)
         with self._begin("list runs") as conn:
-            return [_run(row) for row in conn.execute(query).mappings()]
+            return [run_record(row) for row in conn.execute(query).mappings()]
 
     def list_task_instances(
         self,
@@ -413,7 +387,7 @@ class SqlStore:
         if task_ids is not None:
             query = query.where(t.c.task_id.in_(list(task_ids)))
         with self._begin("list task instances") as conn:
-            return [_ti(row) for row in conn.execute(query).mappings()]
+            return [ti_record(row) for row in conn.execute(query).mappings()]
 
     def get_task_instance(self, dag_id: str, run_id: str, task_id: str) -> TaskInstanceRecord | None:
         """One task instance, or None."""
@@ -421,7 +395,7 @@ class SqlStore:
         query = select(t).where(t.c.dag_id == dag_id, t.c.run_id == run_id, t.c.task_id == task_id)
         with self._begin(f"read the task instance {dag_id}.{task_id} of run {run_id}") as conn:
             row = conn.execute(query).mappings().first()
-        return None if row is None else _ti(row)
+        return None if row is None else ti_record(row)
 
     def commit(self, work: UnitOfWork) -> None:
         """Apply every write in ``work`` in one transaction.
@@ -441,19 +415,19 @@ class SqlStore:
             if work.runs:
                 conn.execute(
                     self._upsert(s.dag_runs, ("dag_id", "run_id"), keep=("created_at",)),
-                    [_run_row(r, now) for r in work.runs],
+                    [run_row(r, now) for r in work.runs],
                 )
             # Step 2.
             if work.task_instances:
                 conn.execute(
                     self._upsert(s.task_instances, ("dag_id", "run_id", "task_id")),
-                    [_ti_row(ti, now) for ti in work.task_instances],
+                    [ti_row(ti, now) for ti in work.task_instances],
                 )
             # Step 3.
             if work.tries:
                 conn.execute(
                     self._upsert(s.task_tries, ("dag_id", "run_id", "task_id", "try_number")),
-                    [{c: getattr(t, c) for c in _TRY_COLS} | {"state": str(t.state)} for t in work.tries],
+                    [{c: getattr(t, c) for c in TRY_COLS} | {"state": str(t.state)} for t in work.tries],
                 )
             # Step 4.
             if work.clear_xcoms:
@@ -538,7 +512,7 @@ class SqlStore:
         now = ensure_utc(now)
         row = {"hostname": hostname, "pid": pid, "started_at": now, "heartbeat_at": now, "state": "running"}
         with self._begin("record a scheduler start", write=True) as conn:
-            job_id = _new_id(conn.execute(insert(s.scheduler_jobs), row))
+            job_id = new_id(conn.execute(insert(s.scheduler_jobs), row))
         return SchedulerJobRecord(id=job_id, hostname=hostname, pid=pid, started_at=now, heartbeat_at=now)
 
     def heartbeat(self, job_id: int, now: dt.datetime) -> None:
@@ -654,111 +628,3 @@ class SqlStore:
                 }
             )
         conn.execute(self._upsert(d, ("dag_id",)), rows)
-
-
-def _sqlite_engine(url: str, connect_args: dict[str, Any]) -> Engine:
-    parsed = make_url(url)
-    database = parsed.database or ""
-    memory = database in ("", ":memory:") or parsed.query.get("mode") == "memory"
-    options: dict[str, Any] = {}
-    if memory:
-        # One connection shared by every thread, or each checkout would see a new empty database.
-        options["poolclass"] = StaticPool
-        connect_args.setdefault("check_same_thread", False)
-    elif not database.startswith("file:"):
-        folder = Path(database).expanduser().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the folder {folder} for the SQLite database: {exc}",
-                hint="set HEADWATER_HOME or HEADWATER_DB_URL to a writable place",
-            ) from exc
-    connect_args.setdefault("timeout", _BUSY_TIMEOUT_S)
-    engine = create_engine(parsed, connect_args=connect_args, **options)
-    event.listen(engine, "connect", _sqlite_on_connect)
-    event.listen(engine, "begin", _sqlite_on_begin)
-    return engine
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # We emit BEGIN ourselves (see _sqlite_on_begin); the driver must not.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_S * 1000}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-    finally:
-        cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    # A deferred transaction that reads and then writes fails at once with "database is
-    # locked" when another process wrote in between; IMMEDIATE waits for the lock instead.
-    mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
-    conn.exec_driver_sql(f"BEGIN {mode}")
-
-
-def _dispose_in_child(ref: weakref.ref[Engine]) -> Callable[[], None]:
-    def dispose() -> None:
-        engine = ref()
-        if engine is not None:
-            engine.dispose(close=False)
-
-    return dispose
-
-
-def _duplicate_run(run: DagRunRecord, run_id: str, logical_date: dt.datetime) -> StoreError:
-    when = ensure_utc(logical_date).isoformat()
-    if run_id == run.run_id:
-        what = f"a run with run id {run_id!r} (logical date {when})"
-    else:
-        what = f"a run for logical date {when} (run id {run_id!r})"
-    return StoreError(
-        f"DAG {run.dag_id!r} already has {what}; cannot create run {run.run_id!r}",
-        hint="use a different run id or logical date, or clear the existing run",
-    )
-
-
-def _run_row(run: DagRunRecord, now: dt.datetime) -> dict[str, Any]:
-    row = {c: getattr(run, c) for c in _RUN_COLS}
-    row["state"] = str(run.state)
-    row["run_type"] = str(run.run_type)
-    row["created_at"] = run.created_at or now
-    return row
-
-
-def _ti_row(ti: TaskInstanceRecord, now: dt.datetime) -> dict[str, Any]:
-    row = {c: getattr(ti, c) for c in _TI_COLS}
-    row["state"] = str(ti.state)
-    row["updated_at"] = ti.updated_at or now
-    return row
-
-
-def _new_id(result: CursorResult[Any]) -> int:
-    key = result.inserted_primary_key
-    assert key is not None  # an INSERT of one row always has one
-    return int(key[0])
-
-
-def _run(row: RowMapping) -> DagRunRecord:
-    return DagRunRecord(**(dict(row) | {"state": RunState(row["state"])}))
-
-
-def _ti(row: RowMapping) -> TaskInstanceRecord:
-    return TaskInstanceRecord(**(dict(row) | {"state": TaskState(row["state"])}))
-
-
-def _dag(row: RowMapping) -> DagRecord:
-    return DagRecord(
-        dag_id=row["dag_id"],
-        fileloc=row["fileloc"],
-        spec=DagSpec.from_json(row["spec"]),
-        source_hash=row["source_hash"],
-        version=row["version"],
-        is_paused=bool(row["is_paused"]),
-        is_active=bool(row["is_active"]),
-        last_parsed_at=row["last_parsed_at"],
-    )
