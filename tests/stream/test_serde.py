@@ -215,3 +215,50 @@ def test_json_values_survive_decode_to_frame_and_encode(objects: list[dict[str, 
     frame = rows_to_frame(rows, dict)
     encoded = Json().encode_frame(frame)
     assert [msgspec.json.decode(v) for v in encoded] == objects  # type: ignore[arg-type]
+
+
+def test_json_fast_frame_learns_the_shape_and_steps_aside_for_other_shapes() -> None:
+    serde = Json()
+    same = [b'{"a": 1, "b": "x"}', b'{"b": "y"}', b'{"b": null, "a": 2.5}']
+    frame = serde.try_decode_frame(same)
+    assert frame is not None
+    assert frame.equals(pl.from_dicts([msgspec.json.decode(v) for v in same], infer_schema_length=None))
+    assert frame.schema == pl.Schema({"a": pl.Float64, "b": pl.String})
+    # A field seen only later, a first value missing a field, a non-object, a tombstone, bad JSON: no fast frame.
+    for batch in ([b'{"a": 1, "b": "x"}', b'{"a": 1, "c": 2}'], [b'{"b": "x"}', b'{"a": 1, "b": "y"}'],
+                  [b'{"a": 1, "b": "x"}', b"[1]"], [b'{"a": 1, "b": "x"}', None], [b'{"a": 1, "b": "x"}', b"{oops"]):
+        assert Json().try_decode_frame(batch) is None
+
+
+# Rows whose fields come in one order and whose first row has them all: the shape the fast path takes.
+@st.composite
+def same_shape_batches(draw: st.DrawFn) -> list[dict[str, Any]]:
+    names = draw(st.lists(st.sampled_from("abcd"), min_size=1, max_size=4, unique=True))
+    kinds = {name: draw(field_kinds) for name in names}
+    first = {name: draw(st.none() | kinds[name]) for name in names}
+    rest = [
+        {name: draw(st.none() | kinds[name]) for name in names if draw(st.booleans())}
+        for _ in range(draw(st.integers(0, 15)))
+    ]
+    return [first, *rest]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(same_shape_batches() | json_batches(), min_size=1, max_size=4))
+def test_json_fast_frame_is_the_frame_of_the_decoded_rows(batches: list[list[dict[str, Any]]]) -> None:
+    serde = Json()  # one serde over several batches: shapes learnt from one are tried on the next
+    for rows in batches:
+        values = [msgspec.json.encode(r) for r in rows]
+        fast = serde.try_decode_frame(values)
+        if fast is None:
+            continue
+        expected = pl.from_dicts(rows, infer_schema_length=None)
+        assert fast.columns == expected.columns
+        assert fast.schema == expected.schema
+        assert fast.rows() == expected.rows()
+
+
+@settings(max_examples=40, deadline=None)
+@given(same_shape_batches())
+def test_json_fast_frame_takes_batches_of_one_shape(rows: list[dict[str, Any]]) -> None:
+    assert Json().try_decode_frame([msgspec.json.encode(r) for r in rows]) is not None
