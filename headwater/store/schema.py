@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 #: Alembic revisions, oldest first. ``check()`` reads ``alembic_version`` against
 #: these without importing alembic (which costs ~270 ms of start-up time).
-SCHEMA_REVISIONS: tuple[str, ...] = ("0001",)
+SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002")
 
 #: The newest migration: what ``check()`` expects to find in the database.
 SCHEMA_REVISION = SCHEMA_REVISIONS[-1]
@@ -236,6 +236,56 @@ scheduler_jobs = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
     Column("state", String(32), nullable=False),
+)
+
+# -- the model registry (migration 0002); see headwater.ml.registry
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(ID_LEN), nullable=False),
+    Column("version", Integer, nullable=False),  # 1, 2, ... per name
+    Column("artifact_uri", Text, nullable=False),
+    Column("checksum", String(64), nullable=False),  # sha256 of the artifact's manifest
+    Column("format", String(32), nullable=False),  # lightgbm-text, skops, pickle
+    Column("signature", JSONText, nullable=False),
+    Column("profile", JSONText, nullable=False),
+    Column("metrics", JSONText, nullable=False),
+    Column("params", JSONText, nullable=False),
+    Column("lineage", JSONText, nullable=False),
+    Column("status", String(16), nullable=False),  # registered, approved, rejected
+    Column("status_reason", Text, nullable=False),
+    Column("status_by", String(ID_LEN), nullable=True),
+    Column("status_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("author", String(ID_LEN), nullable=False),
+    PrimaryKeyConstraint("name", "version"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(ID_LEN), nullable=False),
+    Column("alias", String(ID_LEN), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_by", String(ID_LEN), nullable=False),
+    PrimaryKeyConstraint("name", "alias"),
+    ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"]),
+)
+
+model_alias_history = Table(
+    "model_alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(ID_LEN), nullable=False),
+    Column("alias", String(ID_LEN), nullable=False),
+    Column("from_version", Integer, nullable=True),  # None: the alias was new
+    Column("to_version", Integer, nullable=False),
+    Column("who", String(ID_LEN), nullable=False),
+    Column("why", Text, nullable=False),
+    Column("moved_at", UTCDateTime, nullable=False),
+    Index("ix_model_alias_history_name_alias", "name", "alias"),
 )
 
 #: The pool every task uses unless it names another; created by the first migration.
