@@ -248,7 +248,9 @@ class Schema(Serde):
             self.spec = dict(spec)
             self._schema = {name: _polars_type(name, t) for name, t in spec.items()}
             fields = [(name, _python_type(dtype) | None, None) for name, dtype in self._schema.items()]
-            self._row_struct = msgspec.defstruct("Row", fields)
+            # gc=False: JSON values form no reference cycles, and 10,000 Structs a batch tracked by
+            # the garbage collector cost its collections (see _ObjectShape).
+            self._row_struct = msgspec.defstruct("Row", fields, gc=False)
             # TypedDict: record functions get plain dicts, validated, every key optional.
             make_typed_dict: Any = typing.TypedDict
             self._rows_type = make_typed_dict("Row", {name: t for name, t, _ in fields}, total=False)
