@@ -50,7 +50,7 @@ def cli(ctx: click.Context, dags_folder: Path | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from headwater.cli import classic, dags, misc, tasks
+    from headwater.cli import classic, dags, misc, models, tasks
     from headwater.cli import stream as stream_commands
 
     cli.add_command(dags.dags)
@@ -60,6 +60,7 @@ def _register() -> None:
     cli.add_command(misc.pools)
     cli.add_command(misc.scheduler)
     cli.add_command(classic.run_classic)
+    cli.add_command(models.models)
     stream_commands.register(cli)
 
 

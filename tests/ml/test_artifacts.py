@@ -96,7 +96,7 @@ def test_missing_artifact_and_missing_file_name_the_version(tmp_path: Path) -> N
     x, y = _data()
     artifacts.save(str(tmp_path / "a"), ModelArtifact(LinearRegression().fit(x, y)))
     (tmp_path / "a" / "model.skops").unlink()
-    with pytest.raises(ArtifactMissingError, match="no model.skops"):
+    with pytest.raises(ArtifactMissingError, match=r"no model\.skops"):
         artifacts.load(str(tmp_path / "a"), label="model m version 3")
 
 
@@ -137,7 +137,7 @@ def test_a_newer_artifact_format_is_refused(tmp_path: Path) -> None:
 
 def test_pickle_needs_an_explicit_opt_in_to_save_and_to_load(tmp_path: Path) -> None:
     x, _ = _data()
-    with pytest.raises(UnsafeArtifactError, match="no safe format saves .*Opaque"):
+    with pytest.raises(UnsafeArtifactError, match=r"no safe format saves .*Opaque"):
         artifacts.pack(ModelArtifact(Opaque(2.0)))
     packed = artifacts.save(str(tmp_path / "p"), ModelArtifact(Opaque(2.0)), allow_pickle=True)
     assert packed.format == "pickle"
@@ -154,7 +154,7 @@ def test_skops_refuses_unknown_types_unless_trusted(tmp_path: Path) -> None:
 
     model = FunctionTransformer(func=operator.neg).fit(np.ones((2, 2)))
     artifacts.save(str(tmp_path / "f"), ModelArtifact(model))
-    with pytest.raises(UnsafeArtifactError, match="not trusted: _operator.neg"):
+    with pytest.raises(UnsafeArtifactError, match=r"not trusted: _operator\.neg"):
         artifacts.load(str(tmp_path / "f"))
     loaded = artifacts.load(str(tmp_path / "f"), trusted=["_operator.neg"])
     np.testing.assert_array_equal(loaded.estimator.transform(np.ones((1, 2))), -np.ones((1, 2)))

@@ -229,7 +229,7 @@ def test_load_checks_the_artifact_against_the_registry(registry: SqlModelRegistr
     assert loaded.estimator.predict(np.array([[2.0, 3.0]]))[0] == pytest.approx(6.0)
 
     (tmp_path / "models" / "house" / "1" / "features.json").write_text('{"scale": 4.0}')
-    with pytest.raises(ArtifactCorruptError, match="model house version 1 is corrupt: features.json"):
+    with pytest.raises(ArtifactCorruptError, match=r"model house version 1 is corrupt: features\.json"):
         registry.load("house:1")
     v2 = _register(registry)
     for f in (tmp_path / "models" / "house" / "2").iterdir():

@@ -1,0 +1,279 @@
+"""``headwater models ...``: list, show, approve, promote, reject, alias, compare.
+
+Tables fit 80 columns: names and numbers never wrap; reasons are the only wrapping text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from headwater.cli.env import Env
+from headwater.cli.output import Col, console, say, table, when
+
+if TYPE_CHECKING:
+    from headwater.ml.registry import ModelVersion
+    from headwater.ml.registry_sql import SqlModelRegistry
+
+pass_env = click.make_pass_decorator(Env)
+
+STATUS_STYLE = {"approved": "green", "rejected": "bold red", "registered": "grey62"}
+_who = click.option("--who", default=None, help="Who does this (default: the login name).")
+_reason = click.option("--reason", required=True, help="Why; kept in the model's history.")
+
+
+def _registry(env: Env) -> SqlModelRegistry:
+    from headwater.ml.registry_sql import open_registry
+
+    return open_registry(env.settings)
+
+
+def _user(who: str | None) -> str:
+    if who:
+        return who
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers
+        return "unknown"
+
+
+def status(value: str) -> str:
+    """A version status as Rich markup in its colour."""
+    return f"[{STATUS_STYLE.get(value, 'white')}]{value}[/]"
+
+
+def number(value: Any) -> str:
+    """A metric or parameter value, short: floats to 6 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str | int | bool) or value is None:
+        return str(value)
+    return json.dumps(value, sort_keys=True)
+
+
+@click.group()
+def models() -> None:
+    """The model registry: versions, aliases, the validation gate."""
+
+
+@models.command("list")
+@pass_env
+def list_models(env: Env) -> None:
+    """List registered models with their newest version and aliases."""
+    from rich.markup import escape
+
+    summaries = _registry(env).list_models()
+    if not summaries:
+        say("no models registered")
+        return
+    say("Registered models (times in UTC)")
+    out = table("model", Col("versions", right=True), Col("latest", right=True), Col("champion", right=True),
+                "updated", Col("other aliases", wrap=True))
+    for m in summaries:
+        others = ", ".join(f"{a}={v}" for a, v in sorted(m.aliases.items()) if a != "champion")
+        champion = m.aliases.get("champion")
+        out.add_row(escape(m.name), str(m.versions), str(m.latest), "-" if champion is None else str(champion),
+                    when(m.updated_at), escape(others) or "-")
+    console().print(out)
+
+
+@models.command("show")
+@click.argument("ref")
+@pass_env
+def show(env: Env, ref: str) -> None:
+    """Show a version: NAME (newest), NAME:VERSION or NAME@ALIAS.
+
+    Prints its status, artifact, signature, metrics, parameters, lineage and the
+    model's alias history.
+    """
+    from rich.markup import escape
+
+    reg = _registry(env)
+    mv = reg.resolve(ref)
+    aliases = [a.alias for a in reg.aliases(mv.name) if a.version == mv.version]
+    say(f"[bold]{escape(mv.name)}[/] version {mv.version}  {status(mv.status)}"
+        + (f"  aliases: {escape(', '.join(aliases))}" if aliases else ""))
+    say(f"author: {escape(mv.author or '-')}  created: {when(mv.created_at)} UTC")
+    if mv.status_by:
+        say(f"{mv.status} by {escape(mv.status_by)} at {when(mv.status_at)} UTC: {escape(mv.status_reason)}")
+    say(f"artifact: {escape(mv.artifact_uri)} ({mv.format}, sha256 {mv.checksum[:12]})")
+    _signature(mv)
+    _metrics(mv)
+    if mv.params:
+        say("\n[bold]parameters[/]")
+        for key, value in sorted(mv.params.items()):
+            say(f"  {escape(key)} = {escape(number(value))}")
+    if mv.lineage:
+        say("\n[bold]lineage[/]")
+        for key, value in sorted(mv.lineage.items()):
+            say(f"  {escape(key)}: {escape(number(value))}")
+    history = reg.alias_history(mv.name)
+    if history:
+        say(f"\n[bold]alias history of {escape(mv.name)}[/] (UTC)")
+        out = table("when", "alias", "move", "who", Col("why", wrap=True))
+        for h in history:
+            move = f"{'-' if h.from_version is None else h.from_version} -> {h.to_version}"
+            out.add_row(when(h.moved_at), escape(h.alias), move, escape(h.who), escape(h.why))
+        console().print(out)
+
+
+def _signature(mv: ModelVersion) -> None:
+    from rich.markup import escape
+
+    sig = mv.signature
+    if not sig:
+        return
+    say("\n[bold]signature[/]")
+    rows = [(role, c) for role in ("inputs", "outputs") for c in sig.get(role) or [] if isinstance(c, dict)]
+    if not rows:
+        say(f"  {escape(json.dumps(sig, sort_keys=True))}")
+        return
+    out = table("", "column", "dtype")
+    for role, col in rows:
+        out.add_row(role[:-1], escape(str(col.get("name", "?"))), escape(str(col.get("dtype", "?"))))
+    console().print(out)
+
+
+def _metric_rows(mv: ModelVersion) -> dict[tuple[str, str], Any]:
+    rows: dict[tuple[str, str], Any] = {}
+    for split, values in mv.metrics.items():
+        if isinstance(values, dict):
+            for metric, value in values.items():
+                rows[(split, metric)] = value
+        else:
+            rows[("", split)] = values
+    return rows
+
+
+def _metrics(mv: ModelVersion) -> None:
+    from rich.markup import escape
+
+    rows = _metric_rows(mv)
+    if not rows:
+        return
+    say("\n[bold]metrics[/]")
+    out = table("split", "metric", Col("value", right=True))
+    for (split, metric), value in sorted(rows.items()):
+        out.add_row(escape(split), escape(metric), escape(number(value)))
+    console().print(out)
+
+
+@models.command("approve")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@_reason
+@_who
+@click.option("--force", is_flag=True, help="Overrule an earlier rejection.")
+@pass_env
+def approve(env: Env, name: str, version: int, reason: str, who: str | None, force: bool) -> None:
+    """Approve a version (it may then become champion) without moving any alias."""
+    mv = _registry(env).approve(name, version, who=_user(who), reason=reason, force=force)
+    say(f"{mv.name} version {mv.version} is {status(mv.status)}")
+
+
+@models.command("promote")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@_reason
+@_who
+@click.option("--force", is_flag=True, help="Overrule an earlier rejection.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_env
+def promote(env: Env, name: str, version: int, reason: str, who: str | None, force: bool, yes: bool) -> None:
+    """Approve a version and make it the champion (asks first unless --yes)."""
+    from headwater.ml.registry import AliasNotFoundError
+
+    reg = _registry(env)
+    mv = reg.get(name, version)
+    try:
+        current: int | None = reg.resolve(f"{name}@champion").version
+    except AliasNotFoundError:
+        current = None
+    now = "no champion yet" if current is None else f"champion now: version {current}"
+    if not yes and not click.confirm(f"promote {name} version {mv.version} to champion ({now})?", default=False):
+        raise SystemExit(1)
+    reg.promote(name, version, who=_user(who), reason=reason, force=force)
+    say(f"{name} version {version} is {status('approved')} and champion"
+        + ("" if current is None else f" (was version {current})"))
+
+
+@models.command("reject")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@_reason
+@_who
+@pass_env
+def reject(env: Env, name: str, version: int, reason: str, who: str | None) -> None:
+    """Reject a version; it stays registered with the reason and cannot become champion."""
+    mv = _registry(env).reject(name, version, who=_user(who), reason=reason)
+    say(f"{mv.name} version {mv.version} is {status(mv.status)}")
+
+
+@models.command("alias")
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", type=click.IntRange(min=1))
+@_reason
+@_who
+@pass_env
+def alias(env: Env, name: str, alias: str, version: int, reason: str, who: str | None) -> None:
+    """Point ALIAS of a model at VERSION (champion only at an approved version)."""
+    move = _registry(env).set_alias(name, alias, version, who=_user(who), why=reason)
+    was = "new" if move.from_version is None else f"was version {move.from_version}"
+    say(f"{name}@{alias} -> version {move.to_version} ({was})")
+
+
+@models.command("compare")
+@click.argument("name")
+@click.argument("v1", type=click.IntRange(min=1))
+@click.argument("v2", type=click.IntRange(min=1))
+@pass_env
+def compare(env: Env, name: str, v1: int, v2: int) -> None:
+    """Compare two versions: metrics side by side with the change, and the parameters that differ."""
+    from rich.markup import escape
+
+    from headwater.ml.registry import LOWER_IS_BETTER
+
+    reg = _registry(env)
+    a, b = reg.get(name, v1), reg.get(name, v2)
+    say(f"[bold]{escape(name)}[/]: version {v1} {status(a.status)} vs version {v2} {status(b.status)}")
+    ra, rb = _metric_rows(a), _metric_rows(b)
+    if ra or rb:
+        out = table("split", "metric", Col(f"v{v1}", right=True), Col(f"v{v2}", right=True),
+                    Col("change", right=True))
+        for key in sorted(set(ra) | set(rb)):
+            x, y = ra.get(key), rb.get(key)
+            out.add_row(escape(key[0]), escape(key[1]), escape(number(x) if key in ra else "-"),
+                        escape(number(y) if key in rb else "-"), _change(key[1], x, y, LOWER_IS_BETTER))
+        console().print(out)
+    else:
+        say("neither version has metrics")
+    keys = sorted(k for k in set(a.params) | set(b.params) if a.params.get(k) != b.params.get(k))
+    if keys:
+        say("\n[bold]parameters that differ[/]")
+        out = table("parameter", Col(f"v{v1}", wrap=True), Col(f"v{v2}", wrap=True))
+        for k in keys:
+            out.add_row(escape(k), escape(number(a.params.get(k, "-"))), escape(number(b.params.get(k, "-"))))
+        console().print(out)
+    for split in sorted({s for s, _ in ra} & {s for s, _ in rb} - {""}):
+        ha, hb = a.data_hash(split), b.data_hash(split)
+        if ha != hb:
+            say(f"[yellow]note:[/] the {escape(split)} split differs (data hash {ha and ha[:12]} vs "
+                f"{hb and hb[:12]}): its metrics are not directly comparable")
+
+
+def _change(metric: str, x: Any, y: Any, lower_better: frozenset[str]) -> str:
+    """``y - x`` and its relative size, green when it is an improvement, red when worse."""
+    numeric = (int, float)
+    if not (isinstance(x, numeric) and isinstance(y, numeric)) or isinstance(x, bool) or isinstance(y, bool):
+        return "-"
+    diff = float(y) - float(x)
+    text = f"{diff:+.4g}" + (f" ({diff / abs(x):+.1%})" if x else "")
+    if diff == 0:
+        return text
+    better = (diff < 0) if metric.lower() in lower_better else (diff > 0)
+    return f"[{'green' if better else 'red'}]{text}[/]"
