@@ -13,6 +13,7 @@ fractions; :attr:`Splits.sizes` reports what was produced.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ class Splits:
         """Row counts per part."""
         return {"train": self.train.height, "validation": self.validation.height, "test": self.test.height}
 
+    def data_hashes(self) -> dict[str, dict[str, Any]]:
+        """Per part, ``{"data_hash": frame_hash(part), "rows": n}``: what the registry compares metrics on."""
+        parts = {"train": self.train, "validation": self.validation, "test": self.test}
+        return {name: {"data_hash": frame_hash(part), "rows": part.height} for name, part in parts.items()}
+
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable facts about the split, stored with the model."""
         return {
@@ -60,6 +66,42 @@ class Splits:
             "sizes": self.sizes,
             "boundaries": dict(self.boundaries),
         }
+
+
+def _column_bytes(series: pl.Series) -> list[bytes]:
+    """Bytes that identify a column's values exactly: a null mask, then fixed-width values or length-prefixed text."""
+    nulls = series.is_null().to_numpy().astype(np.uint8).tobytes()
+    dtype = series.dtype
+    if dtype == pl.Boolean:
+        return [nulls, series.fill_null(False).cast(pl.UInt8).to_numpy().tobytes()]
+    if dtype.is_numeric() and not dtype.is_decimal():
+        values = series.fill_null(0).to_numpy()
+        return [nulls, values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes()]
+    if dtype.is_temporal():
+        return [nulls, series.to_physical().fill_null(0).to_numpy().astype("<i8").tobytes()]
+    if dtype == pl.String or dtype.is_decimal() or isinstance(dtype, pl.Categorical | pl.Enum):
+        text = series.cast(pl.String).fill_null("")
+    else:  # lists, structs, binary: their Python repr (slow, but rare in training frames)
+        text = pl.Series([repr(v) for v in series.to_list()], dtype=pl.String)
+    lengths = text.str.len_bytes().cast(pl.UInt64).to_numpy().astype("<u8").tobytes()
+    joined = text.str.join("").item() if text.len() else ""
+    return [nulls, lengths + joined.encode("utf-8")]
+
+
+def frame_hash(frame: pl.DataFrame) -> str:
+    """``sha256:<hex>`` of a frame's column names, dtypes and values, in order.
+
+    Equal for equal data whatever the frame's chunking or the Polars version (unlike
+    ``DataFrame.hash_rows``), so two models evaluated on the same test split can tell.
+    """
+    digest = hashlib.sha256()
+    digest.update(f"rows={frame.height}\0".encode())
+    for name, series in zip(frame.columns, frame.get_columns(), strict=True):
+        digest.update(f"{name}\0{series.dtype}\0".encode())
+        for part in _column_bytes(series):
+            digest.update(len(part).to_bytes(8, "little"))
+            digest.update(part)
+    return "sha256:" + digest.hexdigest()
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headwater.ml.split import SplitError, Splits, split
+from headwater.ml.split import SplitError, Splits, frame_hash, split
 
 
 def _frame(n: int) -> pl.DataFrame:
@@ -118,3 +118,35 @@ def test_splits_is_frozen() -> None:
     assert isinstance(parts, Splits)
     with pytest.raises(AttributeError):
         parts.train = parts.test  # type: ignore[misc]
+
+
+def test_frame_hash_depends_on_values_names_and_types_not_on_chunks() -> None:
+    frame = pl.DataFrame(
+        {
+            "i": [1, None, 3],
+            "s": ["x", None, ""],
+            "f": [1.5, float("nan"), None],
+            "d": [dt.date(2014, 1, 1), None, dt.date(2015, 1, 1)],
+            "b": [True, None, False],
+            "c": pl.Series(["u", "v", None], dtype=pl.Categorical),
+            "l": [[1], [2, 3], None],
+        }
+    )
+    digest = frame_hash(frame)
+    assert digest.startswith("sha256:")
+    assert frame_hash(pl.concat([frame.head(1), frame.tail(2)], rechunk=False)) == digest
+    assert frame_hash(frame.with_columns(pl.col("s").fill_null(""))) != digest  # null differs from ""
+    assert frame_hash(frame.rename({"i": "j"})) != digest
+    assert frame_hash(frame.with_columns(pl.col("i").cast(pl.Int32))) != digest
+    assert frame_hash(frame.with_columns(pl.col("l").list.reverse())) != digest
+    assert frame_hash(frame.reverse()) != digest
+    # text boundaries count: ["ab", "c"] is not ["a", "bc"]
+    assert frame_hash(pl.DataFrame({"s": ["ab", "c"]})) != frame_hash(pl.DataFrame({"s": ["a", "bc"]}))
+
+
+def test_data_hashes_per_part() -> None:
+    parts = split(_frame(100), seed=4)
+    hashes = parts.data_hashes()
+    assert hashes["test"] == {"data_hash": frame_hash(parts.test), "rows": 10}
+    assert split(_frame(100), seed=4).data_hashes() == hashes
+    assert split(_frame(100), seed=5).data_hashes()["test"] != hashes["test"]
