@@ -333,3 +333,34 @@ def house_features_without_zip() -> FeatureSet:
         inputs={"sqft": pl.Float64},
         features=[Impute("sqft"), Ordinal(pl.col("sqft").cast(pl.String), name="s")],
     )
+
+
+class _MeanCentred:
+    """A feature set written without headwater.ml.features: the protocol train() needs is enough."""
+
+    def __init__(self, mean: float | None = None) -> None:
+        self.input_schema = {"sqft": pl.Float64()}
+        self.output_schema = {"sqft_centred": pl.Float64()}
+        self.mean = mean
+
+    def fit(self, frame: pl.DataFrame) -> _MeanCentred:
+        return _MeanCentred(frame.get_column("sqft").mean())  # type: ignore[arg-type]
+
+    def transform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select((pl.col("sqft").fill_null(self.mean) - self.mean).alias("sqft_centred"))
+
+    def state(self) -> dict[str, object]:
+        return {"mean": self.mean}
+
+    def source_hash(self) -> str:
+        return "sha256:test-double"
+
+
+def test_any_object_with_the_feature_protocol_works(frame: pl.DataFrame) -> None:
+    result = train(frame, target="price", features=_MeanCentred(), estimator=LinearRegression())
+    parts = split(frame, seed=0)
+    assert result.features.state() == {"mean": parts.train.get_column("sqft").mean()}
+    assert result.feature_names == ["sqft_centred"]
+    assert result.lineage["feature_source_hash"] == "sha256:test-double"
+    assert result.lineage["feature_set"] is None
+    assert result.ratio_to_baseline("rmse") < 1.0  # type: ignore[operator]
