@@ -40,6 +40,7 @@ from headwater.errors import UserError
 from headwater.ml import metrics as m
 from headwater.ml.artifacts import ModelArtifact
 from headwater.ml.profile import profile
+from headwater.ml.registry import ModelRegistry, ModelVersion
 from headwater.ml.split import DEFAULT_FRACTIONS, DEFAULT_SEED, Splits, split
 
 TASKS = ("regression", "classification")
@@ -159,13 +160,13 @@ class TrainResult:
 
     def register(
         self,
-        registry: Any,
+        registry: ModelRegistry,
         name: str,
         *,
         author: str = "",
         lineage: Mapping[str, Any] | None = None,
         allow_pickle: bool = False,
-    ) -> Any:
+    ) -> ModelVersion:
         """Register this model as a new version of ``name`` in ``registry`` (a ``ModelRegistry``); returns the version.
 
         ``lineage`` adds what only the caller knows, e.g. ``{"dag_id": ..., "run_id": ..., "task_id": ...}``.
