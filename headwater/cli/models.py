@@ -6,6 +6,7 @@ Tables fit 80 columns: names and numbers never wrap; reasons are the only wrappi
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -44,6 +45,18 @@ def _user(who: str | None) -> str:
 def status(value: str) -> str:
     """A version status as Rich markup in its colour."""
     return f"[{STATUS_STYLE.get(value, 'white')}]{value}[/]"
+
+
+_DIGEST = re.compile(r"\b(sha256:)?([0-9a-f]{12})[0-9a-f]{20,}\b")
+
+
+def _compact(value: Any) -> str:
+    """A lineage value on one short line: dicts as ``k=v``, long hex digests cut to 12 digits."""
+    if isinstance(value, dict):
+        text = " ".join(f"{k}={_compact(v)}" for k, v in sorted(value.items())) or "-"
+    else:
+        text = number(value)
+    return _DIGEST.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}…", text)
 
 
 def number(value: Any) -> str:
@@ -110,7 +123,12 @@ def show(env: Env, ref: str) -> None:
     if mv.lineage:
         say("\n[bold]lineage[/]")
         for key, value in sorted(mv.lineage.items()):
-            say(f"  {escape(key)}: {escape(number(value))}")
+            if isinstance(value, dict) and value:
+                say(f"  {escape(key)}:")
+                for sub, inner in sorted(value.items()):
+                    say(f"    {escape(str(sub))}: {escape(_compact(inner))}")
+            else:
+                say(f"  {escape(key)}: {escape(_compact(value))}")
     history = reg.alias_history(mv.name)
     if history:
         say(f"\n[bold]alias history of {escape(mv.name)}[/] (UTC)")
@@ -136,16 +154,32 @@ def _signature(mv: ModelVersion) -> None:
     for role, col in rows:
         out.add_row(role[:-1], escape(str(col.get("name", "?"))), escape(str(col.get("dtype", "?"))))
     console().print(out)
+    features = sig.get("features")
+    if isinstance(features, list) and features:
+        names = [str(f.get("name", "?")) if isinstance(f, dict) else str(f) for f in features]
+        shown = ", ".join(names[:8]) + (f" (+{len(names) - 8} more)" if len(names) > 8 else "")
+        say(f"features ({len(names)}): {escape(shown)}")
+    if sig.get("task"):
+        say(f"task: {escape(str(sig['task']))}"
+            + (f"  classes: {escape(number(sig['classes']))}" if sig.get("classes") is not None else ""))
+
+
+# Kept in metrics by the training helper, but not metrics to compare: shown apart.
+_NOT_METRICS = ("importances", "timings")
 
 
 def _metric_rows(mv: ModelVersion) -> dict[tuple[str, str], Any]:
+    """Numeric metrics by (split, metric); nested groups (``baseline`` -> ``test``) join with a space."""
     rows: dict[tuple[str, str], Any] = {}
-    for split, values in mv.metrics.items():
-        if isinstance(values, dict):
-            for metric, value in values.items():
-                rows[(split, metric)] = value
-        else:
-            rows[("", split)] = values
+
+    def walk(prefix: str, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict):
+                walk(f"{prefix} {key}".strip(), value)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                rows[(prefix, key)] = value
+
+    walk("", {k: v for k, v in mv.metrics.items() if k not in _NOT_METRICS})
     return rows
 
 
@@ -153,13 +187,26 @@ def _metrics(mv: ModelVersion) -> None:
     from rich.markup import escape
 
     rows = _metric_rows(mv)
-    if not rows:
-        return
-    say("\n[bold]metrics[/]")
-    out = table("split", "metric", Col("value", right=True))
-    for (split, metric), value in sorted(rows.items()):
-        out.add_row(escape(split), escape(metric), escape(number(value)))
-    console().print(out)
+    if rows:
+        say("\n[bold]metrics[/]")
+        out = table("split", "metric", Col("value", right=True))
+        for (split, metric), value in sorted(rows.items()):
+            out.add_row(escape(split), escape(metric), escape(number(value)))
+        console().print(out)
+    imp = mv.metrics.get("importances")
+    imp = imp if isinstance(imp, dict) else {}
+    values = imp.get("values")
+    if isinstance(values, dict) and values:
+        top = sorted(values.items(), key=lambda kv: -abs(kv[1]) if isinstance(kv[1], int | float) else 0)[:10]
+        say(f"\n[bold]importances[/] ({escape(str(imp.get('method', '?')))}, top {len(top)} of {len(values)})")
+        for name, value in top:
+            say(f"  {escape(name)} {escape(number(value))}")
+    timings = mv.metrics.get("timings")
+    if isinstance(timings, dict) and timings:
+        from headwater.cli.output import seconds
+
+        parts = [f"{k} {seconds(v)}" for k, v in timings.items() if isinstance(v, int | float)]
+        say(f"\n[bold]timings[/]: {escape(', '.join(parts))}")
 
 
 @models.command("approve")
@@ -231,8 +278,9 @@ def alias(env: Env, name: str, alias: str, version: int, reason: str, who: str |
 @click.argument("name")
 @click.argument("v1", type=click.IntRange(min=1))
 @click.argument("v2", type=click.IntRange(min=1))
+@click.option("--all", "show_all", is_flag=True, help="Also the baseline metrics (the mean predictor's).")
 @pass_env
-def compare(env: Env, name: str, v1: int, v2: int) -> None:
+def compare(env: Env, name: str, v1: int, v2: int, show_all: bool) -> None:
     """Compare two versions: metrics side by side with the change, and the parameters that differ."""
     from rich.markup import escape
 
@@ -242,6 +290,8 @@ def compare(env: Env, name: str, v1: int, v2: int) -> None:
     a, b = reg.get(name, v1), reg.get(name, v2)
     say(f"[bold]{escape(name)}[/]: version {v1} {status(a.status)} vs version {v2} {status(b.status)}")
     ra, rb = _metric_rows(a), _metric_rows(b)
+    if not show_all:
+        ra, rb = ({k: v for k, v in rows.items() if not k[0].startswith("baseline")} for rows in (ra, rb))
     if ra or rb:
         out = table("split", "metric", Col(f"v{v1}", right=True), Col(f"v{v2}", right=True),
                     Col("change", right=True))
@@ -272,7 +322,7 @@ def _change(metric: str, x: Any, y: Any, lower_better: frozenset[str]) -> str:
     if not (isinstance(x, numeric) and isinstance(y, numeric)) or isinstance(x, bool) or isinstance(y, bool):
         return "-"
     diff = float(y) - float(x)
-    text = f"{diff:+.4g}" + (f" ({diff / abs(x):+.1%})" if x else "")
+    text = (f"{diff:+,.0f}" if 100 <= abs(diff) < 1e9 else f"{diff:+.4g}") + (f" ({diff / abs(x):+.1%})" if x else "")
     if diff == 0:
         return text
     better = (diff < 0) if metric.lower() in lower_better else (diff > 0)

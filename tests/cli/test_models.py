@@ -27,8 +27,15 @@ def house(home: Home) -> SqlModelRegistry:
     for i, rmse in enumerate([1.0, 0.9, 1.2], start=1):
         reg.register(
             "house_prices", ModelArtifact(Ridge(alpha=i).fit(x, x[:, 0]), {"k": i}), SIGNATURE,
-            {"rooms": {"count": 10}}, {"test": {"rmse": rmse, "r2": 0.8 + i / 100}}, {"alpha": i, "depth": 6},
-            {"dag_id": "train_house", "run_id": f"manual__{i}", "splits": {"test": {"data_hash": "feedbeef0123"}}},
+            {"rooms": {"count": 10}},
+            # Shaped as the training helper records them: splits, the mean predictor's baseline,
+            # importances and step timings.
+            {"test": {"rmse": rmse, "r2": 0.8 + i / 100}, "baseline": {"test": {"rmse": 2.0}},
+             "importances": {"method": "permutation", "values": {"rooms": 0.7, "city_paris": 0.2}},
+             "timings": {"fit_estimator": 0.25}},
+            {"alpha": i, "depth": 6},
+            {"dag_id": "train_house", "run_id": f"manual__{i}", "feature_source_hash": "sha256:" + "ab" * 32,
+             "splits": {"test": {"data_hash": "feedbeef0123", "rows": 300}}},
             "ana",
         )
     return reg
@@ -72,6 +79,11 @@ def test_promote_asks_then_moves_champion_and_show_tells_the_story(home: Home, h
     assert "input rooms Float64" in lines and "output predicted_price Float64" in lines
     assert "test rmse 0.9" in lines and "test r2 0.82" in lines
     assert "alpha = 2" in lines and "dag_id: train_house" in lines
+    assert "baseline test rmse 2" in lines
+    assert "importances (permutation, top 2 of 2)" in lines and lines.index("rooms 0.7") < lines.index("city_paris 0.2")
+    assert "timings: fit_estimator 250 ms" in lines
+    assert "feature_source_hash: sha256:abababababab…" in lines  # digests cut to 12 digits
+    assert "test: data_hash=feedbeef0123 rows=300" in lines
     history = [line for line in lines if " champion " in f" {line} " and "->" in line]
     assert [h.split()[3:6] for h in history] == [["-", "->", "1"], ["1", "->", "2"]]
     # Tables fit 80 columns; one-line facts (a path, a reason) are never broken, as everywhere in the CLI.
@@ -117,6 +129,9 @@ def test_compare_puts_metrics_side_by_side_with_the_change(home: Home, house: Sq
     assert "test r2 0.81 0.82 +0.01 (+1.2%)" in lines
     assert "alpha 1 2" in lines
     assert "depth" not in out  # the same in both
+    assert "baseline" not in out
+    assert "baseline test rmse 2 2 +0 (+0.0%)" in _lines(home.cli("models", "compare", "house_prices", "1", "2",
+                                                                  "--all", check=True).stdout)
     assert all(len(line) <= 80 for line in out.splitlines())
 
 
