@@ -1,10 +1,10 @@
 """The model registry on the metadata database (the tables of migration 0002).
 
-Versions are numbered in a write transaction: on SQLite it starts with ``BEGIN
-IMMEDIATE`` so two registrations are serialised; on PostgreSQL two may read the same
-last version, and the loser's insert hits the primary key and is retried. Alias moves,
-status changes and their history rows are written in one transaction each, with the
-alias row locked (``FOR UPDATE``) on PostgreSQL.
+Versions are numbered in a write transaction that serialises the writers of one model:
+on SQLite it starts with ``BEGIN IMMEDIATE``; on PostgreSQL it takes a transaction-level
+advisory lock on the model's name (and a clash on the primary key is still retried).
+Alias moves, status changes and their history rows are written in one transaction
+each, under the same lock, with the rows read ``FOR UPDATE``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from headwater.settings import Settings
     from headwater.store.sql import SqlStore
 
-_RETRIES = 20  # PostgreSQL: concurrent registrations of one name retry on the primary key
+_RETRIES = 5  # a unique-key clash despite the lock (a writer of another headwater version) is retried
+_PG_LOCK_NS = 0x6D6F64  # "mod": the advisory-lock namespace of model writes
 _V = s.model_versions
 _A = s.model_aliases
 _H = s.model_alias_history
@@ -117,17 +118,17 @@ class SqlModelRegistry:
             "status_by": None, "status_at": None, "created_at": self._clock.now(), "author": author,
         }
         # Step 2.
-        for attempt in range(_RETRIES):
+        for attempt in _attempts():
             try:
                 with self._begin(f"register a version of model {name}", write=True) as conn:
+                    self._lock(conn, name)
                     last = conn.execute(select(func.max(_V.c.version)).where(_V.c.name == name)).scalar()
                     row["version"] = (last or 0) + 1
                     row["artifact_uri"] = self.artifact_uri(name, row["version"])
                     conn.execute(insert(_V), row)
                 break
             except StoreError as exc:
-                if not isinstance(exc.__cause__, IntegrityError) or attempt == _RETRIES - 1:
-                    raise
+                _retry_or_raise(exc, attempt)
         # Step 3.
         try:
             artifacts.write(row["artifact_uri"], packed)
@@ -199,8 +200,14 @@ class SqlModelRegistry:
     def set_alias(self, name: str, alias: str, version: int, *, who: str, why: str) -> AliasMove:
         """Point ``alias`` at ``version`` and record the move; ``champion`` needs an approved version."""
         check_alias(alias)
-        with self._begin(f"move the alias {alias} of model {name}", write=True) as conn:
-            return self._move(conn, self._version(conn, name, version, lock=True), alias, who, why)
+        for attempt in _attempts():
+            try:
+                with self._begin(f"move the alias {alias} of model {name}", write=True) as conn:
+                    self._lock(conn, name)
+                    return self._move(conn, self._version(conn, name, version, lock=True), alias, who, why)
+            except StoreError as exc:
+                _retry_or_raise(exc, attempt)
+        raise AssertionError("unreachable")
 
     # -- the validation gate
 
@@ -223,10 +230,16 @@ class SqlModelRegistry:
 
     def promote(self, name: str, version: int, *, who: str, reason: str, force: bool = False) -> ModelVersion:
         """Approve the version and move ``champion`` to it, in one transaction."""
-        with self._begin(f"promote version {version} of model {name}", write=True) as conn:
-            mv = self._approve(conn, self._version(conn, name, version, lock=True), who, reason, force)
-            self._move(conn, mv, CHAMPION, who, reason)
-            return mv
+        for attempt in _attempts():
+            try:
+                with self._begin(f"promote version {version} of model {name}", write=True) as conn:
+                    self._lock(conn, name)
+                    mv = self._approve(conn, self._version(conn, name, version, lock=True), who, reason, force)
+                    self._move(conn, mv, CHAMPION, who, reason)
+                    return mv
+            except StoreError as exc:
+                _retry_or_raise(exc, attempt)
+        raise AssertionError("unreachable")
 
     def evaluate_policy(
         self, name: str, version: int, policy: Policy, *, who: str = "policy", promote: bool = False
@@ -331,6 +344,11 @@ class SqlModelRegistry:
                                               else "no model is registered yet")
         return ModelNotFoundError(f"no model named {name!r} is registered", hint=hint)
 
+    def _lock(self, conn: Connection, name: str) -> None:
+        """PostgreSQL: serialise the writers of one model until commit (SQLite's BEGIN IMMEDIATE already does)."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:name))"), {"ns": _PG_LOCK_NS, "name": name})
+
     @contextmanager
     def _begin(self, what: str, *, write: bool = False) -> Iterator[Connection]:
         """One transaction; SQLAlchemy errors become StoreError naming the database."""
@@ -344,6 +362,17 @@ class SqlModelRegistry:
             low = detail.lower()
             hint = "run `headwater db upgrade`" if "no such table" in low or "does not exist" in low else None
             raise StoreError(f"could not {what}: {detail} (database {self.store.safe_url})", hint=hint) from exc
+
+
+def _attempts() -> range:
+    return range(_RETRIES)
+
+
+def _retry_or_raise(exc: StoreError, attempt: int) -> None:
+    """Retry when a concurrent writer won a unique key (PostgreSQL: two first moves of one alias,
+    two registrations reading the same last version); raise anything else, or after the last try."""
+    if not isinstance(exc.__cause__, IntegrityError) or attempt == _RETRIES - 1:
+        raise exc
 
 
 def _record(row: RowMapping) -> ModelVersion:

@@ -292,11 +292,45 @@ def test_concurrent_registrations_get_distinct_versions(store_url: str, tmp_path
     assert sorted(p.name for p in (tmp_path / "models" / "house").iterdir()) == sorted(map(str, got))
 
 
+def test_concurrent_alias_moves_all_land_in_the_history(store_url: str, tmp_path: Path) -> None:
+    threads_n = 4
+    stores = [open_store(store_url, create=(i == 0)) for i in range(threads_n)]
+    registries = [SqlModelRegistry(s, tmp_path / "models") for s in stores]
+    for _ in range(threads_n):
+        _register(registries[0])
+    barrier = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            # Every thread makes the alias's first move at once: one inserts, the others update.
+            registries[i].set_alias("house", "challenger", i + 1, who=f"t{i}", why="race")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    moves = registries[0].alias_history("house", "challenger")
+    final = registries[0].resolve("house@challenger").version
+    for st in stores:
+        st.close()
+    assert errors == []
+    assert len(moves) == threads_n and moves[0].from_version is None
+    # Each move starts where the one before it ended: no move was lost or interleaved.
+    assert [m.from_version for m in moves[1:]] == [m.to_version for m in moves[:-1]]
+    assert final == moves[-1].to_version
+
+
 def test_registry_on_a_database_at_revision_0001_says_to_upgrade(store: SqlStore, tmp_path: Path) -> None:
     from alembic import command
 
     from headwater.store.sql import alembic_config
 
+    store.set_pool("gpu", 2, "kept across the upgrade")
     with store.engine.begin() as conn:
         command.downgrade(alembic_config(conn), "0001")
     with pytest.raises(StoreError) as info:
@@ -308,4 +342,5 @@ def test_registry_on_a_database_at_revision_0001_says_to_upgrade(store: SqlStore
     assert info.value.hint == "run `headwater db upgrade`"
     store.init()  # what `headwater db upgrade` does
     store.check()
+    assert store.get_pool("gpu") is not None
     assert _register(reg).version == 1
