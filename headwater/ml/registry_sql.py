@@ -33,6 +33,7 @@ from headwater.ml.registry import (
     LoadedModel,
     ModelAlias,
     ModelNotFoundError,
+    ModelRegistry,
     ModelSummary,
     ModelVersion,
     ModelVersionNotFoundError,
@@ -377,3 +378,7 @@ def _retry_or_raise(exc: StoreError, attempt: int) -> None:
 
 def _record(row: RowMapping) -> ModelVersion:
     return ModelVersion(**row)
+
+
+def _implements_the_port(registry: SqlModelRegistry) -> ModelRegistry:
+    return registry  # mypy checks here that SqlModelRegistry has every method of the port
