@@ -217,7 +217,7 @@ def _metrics(mv: ModelVersion) -> None:
 @click.option("--force", is_flag=True, help="Overrule an earlier rejection.")
 @pass_env
 def approve(env: Env, name: str, version: int, reason: str, who: str | None, force: bool) -> None:
-    """Approve a version (it may then become champion) without moving any alias."""
+    """Approve a version, without moving any alias."""
     mv = _registry(env).approve(name, version, who=_user(who), reason=reason, force=force)
     say(f"{mv.name} version {mv.version} is {status(mv.status)}")
 
@@ -231,7 +231,7 @@ def approve(env: Env, name: str, version: int, reason: str, who: str | None, for
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_env
 def promote(env: Env, name: str, version: int, reason: str, who: str | None, force: bool, yes: bool) -> None:
-    """Approve a version and make it the champion (asks first unless --yes)."""
+    """Approve a version and make it champion (asks first)."""
     from headwater.ml.registry import AliasNotFoundError
 
     reg = _registry(env)
@@ -255,7 +255,10 @@ def promote(env: Env, name: str, version: int, reason: str, who: str | None, for
 @_who
 @pass_env
 def reject(env: Env, name: str, version: int, reason: str, who: str | None) -> None:
-    """Reject a version; it stays registered with the reason and cannot become champion."""
+    """Reject a version; it stays registered, with the reason.
+
+    A rejected version cannot become champion unless promoted with --force.
+    """
     mv = _registry(env).reject(name, version, who=_user(who), reason=reason)
     say(f"{mv.name} version {mv.version} is {status(mv.status)}")
 
@@ -268,7 +271,7 @@ def reject(env: Env, name: str, version: int, reason: str, who: str | None) -> N
 @_who
 @pass_env
 def alias(env: Env, name: str, alias: str, version: int, reason: str, who: str | None) -> None:
-    """Point ALIAS of a model at VERSION (champion only at an approved version)."""
+    """Point an alias at a version (champion: approved only)."""
     move = _registry(env).set_alias(name, alias, version, who=_user(who), why=reason)
     was = "new" if move.from_version is None else f"was version {move.from_version}"
     say(f"{name}@{alias} -> version {move.to_version} ({was})")
@@ -281,7 +284,10 @@ def alias(env: Env, name: str, alias: str, version: int, reason: str, who: str |
 @click.option("--all", "show_all", is_flag=True, help="Also the baseline metrics (the mean predictor's).")
 @pass_env
 def compare(env: Env, name: str, v1: int, v2: int, show_all: bool) -> None:
-    """Compare two versions: metrics side by side with the change, and the parameters that differ."""
+    """Compare two versions' metrics and parameters.
+
+    Metrics side by side with the change (green: better), then the parameters that differ.
+    """
     from rich.markup import escape
 
     from headwater.ml.registry import LOWER_IS_BETTER

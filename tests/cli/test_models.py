@@ -100,6 +100,10 @@ def test_reject_keeps_the_version_and_blocks_promotion(home: Home, house: SqlMod
     gate = home.cli("models", "alias", "house_prices", "champion", "1", "--reason", "sneak")
     assert gate.returncode == 1
     assert "only an approved version can be champion" in gate.stderr
+    approved = home.cli("models", "approve", "house_prices", "1", "--reason", "checked by hand", check=True)
+    assert "house_prices version 1 is approved" in approved.stdout
+    home.cli("models", "alias", "house_prices", "champion", "1", "--reason", "now it may", check=True)
+    assert house.resolve("house_prices@champion").version == 1
     shown = _lines(home.cli("models", "show", "house_prices:3", check=True).stdout)
     assert shown[0] == "house_prices version 3 rejected"
     assert house.get("house_prices", 3).status_reason == "worse on the test split"
