@@ -292,6 +292,46 @@ def test_concurrent_registrations_get_distinct_versions(store_url: str, tmp_path
     assert sorted(p.name for p in (tmp_path / "models" / "house").iterdir()) == sorted(map(str, got))
 
 
+@pytest.mark.slow
+def test_registrations_from_several_processes_on_one_sqlite_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'headwater.db'}"
+    open_store(url, create=True).close()
+    script = Path(__file__).with_name("registry_writer.py")
+    writers, each = 3, 4
+    procs = [
+        subprocess.Popen([sys.executable, str(script), url, str(tmp_path / "models"), str(tmp_path), str(w),
+                          str(each)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for w in range(writers)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("ready-*"))) < writers and time.monotonic() < deadline:
+            if any(p.poll() is not None for p in procs):
+                break
+            time.sleep(0.01)
+        (tmp_path / "go").touch()
+        results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    versions = []
+    for code, out, err in results:
+        assert code == 0, err
+        versions += [int(v) for v in out.split()]
+    assert sorted(versions) == list(range(1, writers * each + 1))
+    with open_store(url) as st:
+        reg = SqlModelRegistry(st, tmp_path / "models")
+        recorded = reg.list_versions("house")
+        assert [v.version for v in recorded] == sorted(versions)
+        for v in recorded:  # every artifact is where its row says, and intact
+            assert reg.load(v.ref).feature_state == {"writer": int(v.author[1:])}
+
+
 def test_concurrent_alias_moves_all_land_in_the_history(store_url: str, tmp_path: Path) -> None:
     threads_n = 4
     stores = [open_store(store_url, create=(i == 0)) for i in range(threads_n)]
