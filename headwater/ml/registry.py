@@ -18,7 +18,9 @@ each split was measured on is ``lineage["splits"][split]["data_hash"]`` (or a
 ``data_hash`` entry inside ``metrics[split]``).
 
 The port is :class:`ModelRegistry`; :class:`headwater.ml.registry_sql.SqlModelRegistry`
-implements it on the metadata database (SQLite or PostgreSQL).
+implements it on the metadata database (SQLite or PostgreSQL), ``open_registry(settings)``
+opens the one of a headwater home, and ``memory_registry()`` makes one that lives in the
+process only (in-memory SQLite, fsspec ``memory://``) for tests and notebooks.
 """
 
 from __future__ import annotations

@@ -69,6 +69,16 @@ def open_registry(settings: Settings, *, artifact_root: str | Path | None = None
     return SqlModelRegistry(store, artifact_root or settings.home / "models")
 
 
+def memory_registry() -> SqlModelRegistry:
+    """A registry that lives in this process only: an in-memory SQLite database and fsspec's
+    ``memory://`` filesystem. The same code as the real one, for tests and notebooks."""
+    import uuid
+
+    from headwater.store.sql import open_store
+
+    return SqlModelRegistry(open_store("sqlite://", create=True), f"memory://headwater-{uuid.uuid4().hex}/models")
+
+
 class SqlModelRegistry:
     """:class:`~headwater.ml.registry.ModelRegistry` on a :class:`~headwater.store.sql.SqlStore`."""
 

@@ -23,7 +23,7 @@ from headwater.ml.registry import (
     ValidationGateError,
     parse_ref,
 )
-from headwater.ml.registry_sql import SqlModelRegistry
+from headwater.ml.registry_sql import SqlModelRegistry, memory_registry
 from headwater.store.sql import SqlStore, open_store
 from tests.store.conftest import store_url
 
@@ -384,3 +384,13 @@ def test_registry_on_a_database_at_revision_0001_says_to_upgrade(store: SqlStore
     store.check()
     assert store.get_pool("gpu") is not None
     assert _register(reg).version == 1
+
+
+def test_memory_registry_keeps_nothing_outside_the_process() -> None:
+    first, second = memory_registry(), memory_registry()
+    v = _register(first)
+    assert v.artifact_uri.startswith("memory://")
+    first.promote("house", 1, who="ana", reason="ok")
+    assert first.load("house@champion").feature_state == {"scale": 1.0}
+    with pytest.raises(ModelNotFoundError):
+        second.resolve("house")  # each one is its own registry
