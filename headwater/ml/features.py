@@ -80,8 +80,11 @@ class FeatureSet:
 
     ``inputs`` maps each raw column to its Polars dtype; ``features`` are
     :class:`~headwater.ml.transforms.Feature` and fitted transforms, whose outputs come in the
-    order given. ``required`` names inputs that must not be null (per-row validation flags
-    such rows). The module that builds the set is remembered for :meth:`source_hash`.
+    order given. ``derived`` names row-wise intermediate expressions over the inputs,
+    computed once per frame and readable by features like inputs but not output (parse a
+    date once for its year, month and age). ``required`` names inputs that must not be null
+    (per-row validation flags such rows). The module that builds the set is remembered for
+    :meth:`source_hash`.
     """
 
     def __init__(
@@ -90,15 +93,29 @@ class FeatureSet:
         inputs: Mapping[str, Any],
         features: Sequence[Transform],
         *,
+        derived: Mapping[str, pl.Expr] | None = None,
         required: Iterable[str] = (),
         source: Callable[..., Any] | None = None,
     ) -> None:
         self.name = name
         self.input_schema: dict[str, pl.DataType] = {col: _dtype(t) for col, t in inputs.items()}
+        self.derived = {col: expr.alias(col) for col, expr in (derived or {}).items()}
         self.features = list(features)
         self.required = list(required)
         self._source = source
         self._module = sys._getframe(1).f_globals.get("__name__")
+        for col, expr in self.derived.items():
+            unknown = [c for c in expr.meta.root_names() if c not in self.input_schema]
+            if col in self.input_schema or unknown:
+                raise FeatureDefinitionError(
+                    f"derived column {col!r} of {name!r} "
+                    + (f"reads {unknown}, which are not declared inputs" if unknown else "shadows an input"),
+                    hint="derived columns are computed from inputs only, under new names",
+                )
+        empty = pl.DataFrame(schema=self.input_schema).lazy()
+        self.frame_schema: dict[str, pl.DataType] = dict(
+            empty.with_columns(list(self.derived.values())).collect_schema()
+        )
         seen: set[str] = set()
         for feature in self.features:
             if not isinstance(feature, Transform):
@@ -109,11 +126,11 @@ class FeatureSet:
             if feature.name in seen:
                 raise FeatureDefinitionError(f"feature set {name!r} has two features named {feature.name!r}")
             seen.add(feature.name)
-            unknown = [c for c in feature.root_names() if c not in self.input_schema]
+            unknown = [c for c in feature.root_names() if c not in self.frame_schema]
             if unknown:
                 raise FeatureDefinitionError(
                     f"feature {feature.name!r} of {name!r} reads {unknown}, which are not declared inputs",
-                    hint=f"declare them in inputs= (declared: {sorted(self.input_schema)})",
+                    hint=f"declare them in inputs= or derived= (declared: {sorted(self.frame_schema)})",
                 )
         for col in self.required:
             if col not in self.input_schema:
@@ -202,8 +219,8 @@ class FeatureSet:
 
     def fit(self, frame: pl.DataFrame) -> FittedFeatureSet:
         """Learn every fitted transform's state on ``frame`` (the training split only) and freeze it."""
-        conformed = self.conform(frame)
-        return FittedFeatureSet(self, [f.fit(conformed) if f.fitted else {} for f in self.features])
+        prepared = self.conform(frame).with_columns(list(self.derived.values()))
+        return FittedFeatureSet(self, [f.fit(prepared) if f.fitted else {} for f in self.features])
 
     def load_state(self, state: Mapping[str, Any], *, check_source: bool = False) -> FittedFeatureSet:
         """The fitted set saved by :meth:`FittedFeatureSet.state`, rebuilt on this definition.
@@ -269,7 +286,7 @@ class FittedFeatureSet:
         schema: dict[str, pl.DataType] = {}
         exprs: list[pl.Expr] = []
         for feature, state in zip(definition.features, states, strict=True):
-            dtypes = feature.output_dtypes(state, definition.input_schema)
+            dtypes = feature.output_dtypes(state, definition.frame_schema)
             for out in dtypes:
                 if out in schema:
                     raise FeatureDefinitionError(
@@ -277,10 +294,11 @@ class FittedFeatureSet:
                         hint="rename one feature (name=...)",
                     )
             schema.update(dtypes)
-            made = feature.exprs(state)
+            made = feature.exprs(state, definition.frame_schema)
             exprs.extend(e.cast(dtypes[e.meta.output_name()], strict=False) for e in made)
         self.output_schema = schema
         self._exprs = exprs
+        self._derived = list(definition.derived.values())
 
     @property
     def name(self) -> str:
@@ -296,12 +314,17 @@ class FittedFeatureSet:
         Raises :class:`FeatureInputError` when an input column is missing or of a wrong type.
         """
         conformed = self.definition.conform(frame, coerce=coerce)
-        # Polars divides a column by a constant with a reciprocal-multiply kernel, but a column
-        # held as one repeated value (a one-row frame, or rows sliced and concatenated) is
-        # computed once, element by element: the last bit can differ (measured: ~1 row in 2 for
+        # Polars divides a column by a constant with a reciprocal-multiply kernel, but a one-row
+        # column (or one held as a single repeated value, as slicing and concatenating rows can
+        # give) element by element: the last bit can differ (measured: ~1 row in 2 for
         # (x - 0.2) / 7.3). So every column is made an ordinary Series, and a one-row frame is
         # scored as two copies of its row, to keep every row on the kernels a large frame uses.
-        return _materialise(conformed).select(self._exprs).head(frame.height)
+        # Eager on purpose: the lazy engine picked either kernel depending on the batch's
+        # length and null positions (the parity test caught it).
+        prepared = _materialise(conformed)
+        if self._derived:
+            prepared = prepared.with_columns(self._derived)
+        return prepared.select(self._exprs).head(frame.height)
 
     def validate_rows(self, frame: pl.DataFrame) -> pl.Series:
         """See :meth:`FeatureSet.validate_rows`."""
@@ -335,8 +358,8 @@ def _materialise(frame: pl.DataFrame) -> pl.DataFrame:
     """The frame with each column an ordinary, contiguous Series of at least two rows."""
     columns = frame.get_columns()
     if frame.height == 1:
-        columns = [s.append(s) for s in columns]
-    elif any(s.n_chunks() > 1 for s in columns):
+        columns = [s.append(s) for s in columns]  # two chunks of one row: rechunked below
+    if any(s.n_chunks() > 1 for s in columns):
         columns = [s.rechunk() for s in columns]
     return pl.DataFrame(columns)
 

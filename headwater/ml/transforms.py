@@ -160,12 +160,15 @@ class Transform:
         """Learn the state on the training frame (already conformed to the input schema)."""
         return {}
 
-    def exprs(self, state: State) -> list[pl.Expr]:
-        """The output expressions, each aliased to its output name, built from frozen ``state``."""
+    def exprs(self, state: State, schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
+        """The output expressions, each aliased to its output name, built from frozen ``state``.
+
+        ``schema`` gives the dtypes of the columns the expressions read (inputs and derived).
+        """
         raise NotImplementedError
 
     def output_dtypes(self, state: State, input_schema: Mapping[str, pl.DataType]) -> dict[str, pl.DataType]:
-        """Output names and dtypes, in order, for this state."""
+        """Output names and dtypes, in order, for this state (``input_schema``: inputs and derived columns)."""
         raise NotImplementedError
 
 
@@ -187,7 +190,7 @@ class Feature(Transform):
     def root_names(self) -> list[str]:
         return self.expr.meta.root_names()
 
-    def exprs(self, state: State) -> list[pl.Expr]:
+    def exprs(self, state: State, schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
         return [self.expr.alias(self.name)]
 
     def output_dtypes(self, state: State, input_schema: Mapping[str, pl.DataType]) -> dict[str, pl.DataType]:
@@ -245,7 +248,7 @@ class Impute(_Fitted):
         stat = values.median() if self.strategy == "median" else values.mean()
         return {"value": encode_float(None if stat is None else float(stat))}  # type: ignore[arg-type]
 
-    def exprs(self, state: State) -> list[pl.Expr]:
+    def exprs(self, state: State, schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
         value = state["value"]
         if self.strategy != "mode":
             value = decode_float(value)
@@ -282,7 +285,7 @@ class StandardScale(_Fitted):
             std = 1.0
         return {"center": mean, "scale": std}
 
-    def exprs(self, state: State) -> list[pl.Expr]:
+    def exprs(self, state: State, schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
         center, scale = float(state["center"]), float(state["scale"])
         return [((self.input.cast(pl.Float64) - center) / scale).alias(self.name)]
 
@@ -309,6 +312,11 @@ class RobustScale(StandardScale):
 def _as_text(expr: pl.Expr) -> pl.Expr:
     """Category values as text: vocabularies are lists of strings whatever the input type."""
     return expr.cast(pl.String)
+
+
+def _dtype_of(expr: pl.Expr, schema: Mapping[str, pl.DataType]) -> pl.DataType:
+    """The dtype ``expr`` gives on columns of ``schema`` (from the schema alone, never from data)."""
+    return pl.DataFrame(schema=dict(schema)).lazy().select(expr.alias("x")).collect_schema()["x"]
 
 
 def _vocabulary(frame: pl.DataFrame, expr: pl.Expr, max_categories: int | None, min_count: int) -> list[str]:
@@ -339,13 +347,24 @@ class OneHot(_Fitted):
     def fit(self, frame: pl.DataFrame) -> State:
         return {"vocabulary": _vocabulary(frame, self.input, self.max_categories, self.min_count)}
 
-    def exprs(self, state: State) -> list[pl.Expr]:
-        text = _as_text(self.input)
+    def exprs(self, state: State, schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
         vocab: list[str] = state["vocabulary"]
-        out = [(text == v).fill_null(False).cast(pl.UInt8).alias(f"{self.name}_{v}") for v in vocab]
-        other = (text.is_not_null() & ~text.is_in(vocab)).cast(pl.UInt8)
+        dtype = _dtype_of(self.input, schema)
+        # Compare in the input's own type when the text round-trips (integers, text): one
+        # cast per output column would dominate the cost (~5 ms for 20 zipcodes on 10k rows).
+        values: list[Any] = vocab
+        value = self.input
+        if dtype.is_integer():
+            values = [int(v) for v in vocab]
+        elif dtype != pl.String:
+            value = _as_text(self.input)
+        out = [
+            (value == pl.lit(v)).fill_null(False).cast(pl.UInt8).alias(f"{self.name}_{text}")
+            for v, text in zip(values, vocab, strict=True)
+        ]
+        other = (value.is_not_null() & ~value.is_in(values)).cast(pl.UInt8)
         out.append(other.alias(f"{self.name}__other"))
-        out.append(text.is_null().cast(pl.UInt8).alias(f"{self.name}__null"))
+        out.append(value.is_null().cast(pl.UInt8).alias(f"{self.name}__null"))
         return out
 
     def output_dtypes(self, state: State, input_schema: Mapping[str, pl.DataType]) -> dict[str, pl.DataType]:
@@ -375,7 +394,7 @@ class Ordinal(_Fitted):
     def fit(self, frame: pl.DataFrame) -> State:
         return {"vocabulary": _vocabulary(frame, self.input, self.max_categories, self.min_count)}
 
-    def exprs(self, state: State) -> list[pl.Expr]:
+    def exprs(self, state: State, schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
         text = _as_text(self.input)
         vocab: list[str] = state["vocabulary"]
         codes = text.replace_strict(vocab, list(range(len(vocab))), default=self.other, return_dtype=pl.Int32)
@@ -405,7 +424,7 @@ class FrequencyEncode(_Fitted):
             "null": s.null_count() / total,
         }
 
-    def exprs(self, state: State) -> list[pl.Expr]:
+    def exprs(self, state: State, schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
         text = _as_text(self.input)
         freq = text.replace_strict(
             state["categories"], [float(f) for f in state["frequencies"]], default=0.0, return_dtype=pl.Float64
@@ -439,7 +458,7 @@ class QuantileBucket(_Fitted):
         qs = [float(v.quantile(i / self.buckets, "linear")) for i in range(1, self.buckets)]  # type: ignore[arg-type]
         return {"edges": sorted(set(qs))}
 
-    def exprs(self, state: State) -> list[pl.Expr]:
+    def exprs(self, state: State, schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
         x = self.input.cast(pl.Float64)
         edges = [float(e) for e in state["edges"]]
         if edges:

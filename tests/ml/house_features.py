@@ -14,6 +14,7 @@ from headwater.ml.transforms import (
     StandardScale,
     clip,
     date_part,
+    parse_datetime,
     ratio,
 )
 
@@ -37,7 +38,7 @@ INPUTS = {
 
 def house_features() -> FeatureSet:
     """Features for the house-price model; the log-price target is handled outside."""
-    sale_year = date_part("date", "year")
+    sale_year = date_part(pl.col("sale_date"), "year")
     return FeatureSet(
         "house_prices",
         INPUTS,
@@ -49,7 +50,7 @@ def house_features() -> FeatureSet:
             Feature("floors", pl.col("floors")),
             Feature("waterfront", pl.col("waterfront").fill_null(0)),
             Feature("sale_year", sale_year),
-            Feature("sale_month", date_part("date", "month")),
+            Feature("sale_month", date_part(pl.col("sale_date"), "month")),
             Feature("age", sale_year - pl.col("yr_built").cast(pl.Int32)),
             Feature("renovated", (pl.col("yr_renovated") != 0).fill_null(False)),
             Feature("grade", pl.col("grade")),
@@ -58,6 +59,7 @@ def house_features() -> FeatureSet:
             QuantileBucket("condition", 3),
             OneHot("zipcode", max_categories=20),
         ],
+        derived={"sale_date": parse_datetime("date")},  # parsed once for year, month and age
         required=["sqft_living", "sqft_lot"],
     )
 

@@ -25,6 +25,7 @@ from headwater.ml.transforms import (
     RobustScale,
     StandardScale,
     date_part,
+    parse_datetime,
     ratio,
 )
 from tests.ml.house_features import house_features, synthetic_houses
@@ -322,3 +323,45 @@ def test_an_empty_and_an_all_null_frame_keep_the_output_schema(houses: pl.DataFr
 
     assert fitted.transform(houses.head(0)).schema == pl.Schema(fitted.output_schema)
     assert fitted.transform(nulls).schema == pl.Schema(fitted.output_schema)
+
+
+def test_derived_columns_are_computed_once_and_not_output() -> None:
+    fs = FeatureSet(
+        "d",
+        {"date": pl.String},
+        [Feature("year", date_part(pl.col("when"), "year")), Feature("month", date_part(pl.col("when"), "month"))],
+        derived={"when": parse_datetime("date")},
+    )
+    frame = pl.DataFrame({"date": ["20140625T000000", "bad"]})
+
+    out = fs.fit(frame).transform(frame)
+
+    assert out.columns == ["year", "month"]
+    assert out.rows() == [(2014, 6), (None, None)]
+
+
+def test_derived_columns_read_inputs_only_under_new_names() -> None:
+    with pytest.raises(FeatureDefinitionError, match=r"derived column 'w' of 'd' reads \['nope'\]"):
+        FeatureSet("d", {"x": pl.Float64}, [Feature("y", "x")], derived={"w": pl.col("nope")})
+    with pytest.raises(FeatureDefinitionError, match="derived column 'x' of 'd' shadows an input"):
+        FeatureSet("d", {"x": pl.Float64}, [Feature("y", "x")], derived={"x": pl.col("x") * 2})
+
+
+@pytest.mark.parametrize(
+    ("dtype", "train", "score"),
+    [
+        (pl.Int64, [98001, 98002], [98001, 12, None]),
+        (pl.String, ["98001", "98002"], ["98001", "12", None]),
+        (pl.Float64, [98001.0, 98002.0], [98001.0, 12.0, None]),
+        (pl.Boolean, [True, False], [True, None, None]),
+    ],
+)
+def test_one_hot_matches_the_vocabulary_in_any_input_type(dtype: pl.DataType, train: list, score: list) -> None:
+    fitted = FeatureSet("t", {"z": dtype}, [OneHot("z")]).fit(pl.DataFrame({"z": train}, schema={"z": dtype}))
+
+    out = fitted.transform(pl.DataFrame({"z": score}, schema={"z": dtype}))
+
+    assert len(fitted.output_schema) == 4
+    assert out.row(0)[:2] in ((1, 0), (0, 1))  # a training value hits exactly one vocabulary column
+    assert out.row(2) == (0, 0, 0, 1)  # null
+    assert all(sum(row) == 1 for row in out.rows())

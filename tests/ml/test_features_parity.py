@@ -32,6 +32,7 @@ from headwater.ml.transforms import (
     fill,
     log1p,
     map_values,
+    parse_datetime,
     ratio,
     regex_extract,
 )
@@ -52,7 +53,8 @@ def every_kind_of_feature() -> FeatureSet:
             Feature("n_clipped", clip("n", -5, 5)),
             Feature("n_times", pl.col("n") * 3 + 1),
             Feature("year", date_part("date", "year")),
-            Feature("weekday", date_part("date", "weekday")),
+            Feature("weekday", date_part(pl.col("when"), "weekday")),
+            Feature("hour", date_part(pl.col("when"), "hour")),
             Feature("digits", regex_extract("cat", r"(\d+)")),
             Feature("cat_mapped", map_values("cat", {"a": 1.5, "b": -2.0}, default=0.0)),
             Feature("flag_or_big", pl.when(pl.col("flag")).then(pl.col("x")).otherwise(pl.col("x") * 1e300)),
@@ -65,7 +67,10 @@ def every_kind_of_feature() -> FeatureSet:
             Ordinal("cat", name="cat_code"),
             FrequencyEncode("cat", name="cat_freq"),
             QuantileBucket("x", 5, name="x_bucket"),
+            OneHot("n", max_categories=3, name="n_onehot"),
+            OneHot(pl.col("x").round(0), max_categories=3, name="x_onehot"),
         ],
+        derived={"when": parse_datetime("date")},
     )
 
 
@@ -170,3 +175,18 @@ def test_frames_identical_compares_dtypes_and_names() -> None:
     assert not frames_identical(ints, ints.rename({"v": "w"}))
     assert not frames_identical(ints, ints.head(1))
     assert frames_identical(ints, ints.clone())
+
+
+def test_one_row_batches_use_the_kernels_of_a_large_frame() -> None:
+    # Polars divides a column by a constant with a reciprocal multiply, but a one-row column
+    # element by element; about half of these values differ in the last bit between the two.
+    # (A derived column makes Polars split a two-chunk one-row frame differently: covered too.)
+    fitted = FeatureSet(
+        "div", {"x": pl.Float64}, [Feature("y", (pl.col("x") - 0.2) / 7.3)], derived={"d": pl.col("x") + 1}
+    ).fit(pl.DataFrame({"x": [0.0]}))
+    whole = pl.DataFrame({"x": [i * 0.37 - 20.0 for i in range(200)] + [0.0, None, -0.0]})
+
+    batch = fitted.transform(whole)
+
+    assert frames_identical(batch, chunked_transform(fitted, whole, [1] * whole.height))
+    assert frames_identical(batch, pl.concat([fitted.transform(whole.slice(i, 1)) for i in range(whole.height)]))
