@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -256,10 +257,7 @@ def _write_local(path: str, packed: PackedArtifact) -> None:
             raise ArtifactError(f"cannot put the artifact at {path}: {exc}",
                                 hint="artifacts are never overwritten; remove the folder if it is a leftover") from exc
     except BaseException:
-        for name in os.listdir(tmp) if os.path.isdir(tmp) else ():
-            os.unlink(os.path.join(tmp, name))
-        if os.path.isdir(tmp):
-            os.rmdir(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -306,6 +304,8 @@ def load(
             f"headwater {manifest.get('packages', {}).get('headwater', '?')})",
             hint="upgrade headwater to load it, or retrain the model with this version",
         )
+    if not isinstance(files, dict) or any("/" in n or "\\" in n or n.startswith(".") for n in files):
+        raise ArtifactCorruptError(f"{what} is corrupt: {MANIFEST} lists files outside the artifact's folder")
     data = {}
     for name, digest in files.items():
         data[name] = _read(fs, path, name, what, uri)

@@ -91,7 +91,8 @@ class ModelVersion:
 
     def metric(self, split: str, name: str) -> float | None:
         """The value of metric ``name`` on ``split``, or None when it was not recorded."""
-        value = (self.metrics.get(split) or {}).get(name) if isinstance(self.metrics.get(split), dict) else None
+        values = self.metrics.get(split)
+        value = values.get(name) if isinstance(values, dict) else None
         return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     def data_hash(self, split: str) -> str | None:

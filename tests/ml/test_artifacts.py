@@ -121,6 +121,19 @@ def test_corrupt_file_and_changed_manifest_are_caught(tmp_path: Path) -> None:
         artifacts.load(str(tmp_path / "a"), checksum=packed.checksum, label="model m version 2")
 
 
+def test_a_manifest_naming_files_outside_the_folder_is_refused(tmp_path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    x, y = _data()
+    artifacts.save(str(tmp_path / "a"), ModelArtifact(LinearRegression().fit(x, y)))
+    (tmp_path / "secret").write_text("not yours")
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    manifest["files"]["../secret"] = artifacts._sha256(b"not yours")
+    (tmp_path / "a" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactCorruptError, match="lists files outside the artifact's folder"):
+        artifacts.load(str(tmp_path / "a"))
+
+
 def test_a_newer_artifact_format_is_refused(tmp_path: Path) -> None:
     from sklearn.linear_model import LinearRegression
 
