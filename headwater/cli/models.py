@@ -96,12 +96,14 @@ def list_models(env: Env) -> None:
 
 @models.command("show")
 @click.argument("ref")
+@click.option("--verify", is_flag=True, help="Read the artifact and check every file's checksum.")
 @pass_env
-def show(env: Env, ref: str) -> None:
+def show(env: Env, ref: str, verify: bool) -> None:
     """Show a version: NAME (newest), NAME:VERSION or NAME@ALIAS.
 
     Prints its status, artifact, signature, metrics, parameters, lineage and the
-    model's alias history.
+    model's alias history; with --verify, also checks the artifact's files (exit 1 when
+    one is missing or corrupt).
     """
     from rich.markup import escape
 
@@ -114,6 +116,18 @@ def show(env: Env, ref: str) -> None:
     if mv.status_by:
         say(f"{mv.status} by {escape(mv.status_by)} at {when(mv.status_at)} UTC: {escape(mv.status_reason)}")
     say(f"artifact: {escape(mv.artifact_uri)} ({mv.format}, sha256 {mv.checksum[:12]})")
+    if verify:
+        from headwater.ml.artifacts import ArtifactError
+
+        try:
+            manifest = reg.verify(mv.ref)
+        except ArtifactError as exc:
+            say(f"[bold red]artifact check failed:[/] {escape(exc.message)}")
+            if exc.hint:
+                say(f"[yellow]hint:[/] {escape(exc.hint)}")
+            raise SystemExit(1) from exc
+        packages = ", ".join(f"{k} {v}" for k, v in sorted(manifest.get("packages", {}).items()))
+        say(f"artifact check: [green]ok[/], {len(manifest['files']) + 1} files match ({escape(packages)})")
     _signature(mv)
     _metrics(mv)
     if mv.params:

@@ -276,12 +276,30 @@ def load(
     allow_pickle: bool = False,
     trusted: Iterable[str] = (),
 ) -> ModelArtifact:
-    """Read the artifact at ``uri``, checking every file against the manifest.
+    """Read the artifact at ``uri``, checking every file (see :func:`verify`), then decode it.
+
+    Pickled models load only with ``allow_pickle=True``; skops models only when every
+    type in them is scikit-learn's, NumPy's, SciPy's, skops' default-trusted, or in ``trusted``.
+    """
+    what = label or f"the artifact at {uri}"
+    manifest, data = verify(uri, checksum=checksum, label=label)
+    try:
+        features = json.loads(data[FEATURES])
+    except (KeyError, ValueError) as exc:
+        raise ArtifactCorruptError(f"{what} is corrupt: its feature state cannot be read ({exc})") from exc
+    model = data[manifest["model_file"]]
+    return ModelArtifact(_decode(manifest["model_format"], model, manifest, what, allow_pickle, tuple(trusted)),
+                         features)
+
+
+def verify(
+    uri: str, *, checksum: str | None = None, label: str | None = None
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Read every file of the artifact at ``uri`` and check it; returns the manifest and the files.
 
     ``checksum`` is the manifest's expected sha256 (the registry's record of it);
-    ``label`` names the artifact in errors (``house_prices version 3``). Pickled
-    models load only with ``allow_pickle=True``; skops models only when every type in
-    them is scikit-learn's, NumPy's, SciPy's, skops' default-trusted, or in ``trusted``.
+    ``label`` names the artifact in errors (``model house_prices version 3``). Raises
+    ArtifactMissingError, ArtifactCorruptError or ArtifactFormatError. Decodes nothing.
     """
     what = label or f"the artifact at {uri}"
     fs, path = _fs(uri)
@@ -306,6 +324,8 @@ def load(
         )
     if not isinstance(files, dict) or any("/" in n or "\\" in n or n.startswith(".") for n in files):
         raise ArtifactCorruptError(f"{what} is corrupt: {MANIFEST} lists files outside the artifact's folder")
+    if manifest.get("model_file") not in files or FEATURES not in files:
+        raise ArtifactCorruptError(f"{what} is corrupt: {MANIFEST} does not list the model and feature files")
     data = {}
     for name, digest in files.items():
         data[name] = _read(fs, path, name, what, uri)
@@ -314,12 +334,7 @@ def load(
                 f"{what} is corrupt: {name} does not match its checksum in {MANIFEST} ({uri})",
                 hint="the file was changed or truncated after it was written; register the model again",
             )
-    try:
-        features = json.loads(data[FEATURES])
-    except (KeyError, ValueError) as exc:
-        raise ArtifactCorruptError(f"{what} is corrupt: its feature state cannot be read ({exc})") from exc
-    estimator = _decode(fmt, data[manifest["model_file"]], manifest, what, allow_pickle, tuple(trusted))
-    return ModelArtifact(estimator, features)
+    return manifest, data
 
 
 def _read(fs: Any, path: str, name: str, what: str, uri: str) -> bytes:

@@ -334,6 +334,10 @@ class ModelRegistry(Protocol):
         approved version becomes champion."""
         ...
 
+    def verify(self, ref: str) -> dict[str, Any]:
+        """Check the artifact of ``ref`` against the recorded checksum, decoding nothing; returns its manifest."""
+        ...
+
     def load(self, ref: str, *, allow_pickle: bool = False, trusted: Sequence[str] = ()) -> LoadedModel:
         """Resolve ``ref`` and read its artifact, checked against the recorded checksum."""
         ...

@@ -286,6 +286,14 @@ class SqlModelRegistry:
                              allow_pickle=allow_pickle, trusted=trusted)
         return LoadedModel(mv, art.estimator, art.feature_state)
 
+    def verify(self, ref: str) -> dict[str, Any]:
+        """Check the artifact of ``ref`` against the recorded checksum without decoding it; returns
+        its manifest, or raises ArtifactMissingError / ArtifactCorruptError / ArtifactFormatError."""
+        mv = self.resolve(ref)
+        manifest, _ = artifacts.verify(mv.artifact_uri, checksum=mv.checksum,
+                                       label=f"model {mv.name} version {mv.version}")
+        return manifest
+
     # -- helpers
 
     def _approve(self, conn: Connection, mv: ModelVersion, who: str, reason: str, force: bool) -> ModelVersion:

@@ -164,3 +164,14 @@ def test_the_models_commands_load_no_ml_library_until_an_artifact_is_read() -> N
              "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert {"sklearn", "lightgbm", "skops", "numpy", "alembic"} & set(out.stdout.split()) == set()
+
+
+def test_show_verify_checks_the_artifact(home: Home, house: SqlModelRegistry) -> None:
+    ok = home.cli("models", "show", "house_prices:1", "--verify", check=True)
+    assert "artifact check: ok, 3 files match (" in ok.stdout
+    folder = home.settings.home / "models" / "house_prices" / "1"
+    (folder / "model.skops").write_bytes(b"not a model")
+    bad = home.cli("models", "show", "house_prices:1", "--verify")
+    assert bad.returncode == 1
+    assert ("artifact check failed: model house_prices version 1 is corrupt: model.skops does not match its "
+            "checksum") in " ".join(bad.stdout.split())
