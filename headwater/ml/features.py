@@ -85,6 +85,11 @@ class FeatureSet:
     date once for its year, month and age). ``required`` names inputs that must not be null
     (per-row validation flags such rows). The module that builds the set is remembered for
     :meth:`source_hash`.
+
+    Every expression must be row-wise: ``check_row_wise`` evaluates each on a small probe
+    frame, whole and row by row, and refuses one whose value depends on the other rows
+    (``x - x.mean()``, ``rank()``, ``shift()``): after fitting, only frozen constants may
+    describe the data.
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class FeatureSet:
         derived: Mapping[str, pl.Expr] | None = None,
         required: Iterable[str] = (),
         source: Callable[..., Any] | None = None,
+        check_row_wise: bool = True,
     ) -> None:
         self.name = name
         self.input_schema: dict[str, pl.DataType] = {col: _dtype(t) for col, t in inputs.items()}
@@ -126,6 +132,11 @@ class FeatureSet:
             if feature.name in seen:
                 raise FeatureDefinitionError(f"feature set {name!r} has two features named {feature.name!r}")
             seen.add(feature.name)
+            if not feature.root_names():
+                raise FeatureDefinitionError(
+                    f"feature {feature.name!r} of {name!r} reads no column",
+                    hint="a constant is no feature: add it to the model's input after transform()",
+                )
             unknown = [c for c in feature.root_names() if c not in self.frame_schema]
             if unknown:
                 raise FeatureDefinitionError(
@@ -135,6 +146,33 @@ class FeatureSet:
         for col in self.required:
             if col not in self.input_schema:
                 raise FeatureDefinitionError(f"required column {col!r} of {name!r} is not a declared input")
+        if check_row_wise:
+            self._check_row_wise()
+
+    def _check_row_wise(self) -> None:
+        """Refuse an expression whose value for a row depends on other rows (see the class docstring)."""
+        probe = pl.DataFrame([_probe_series(col, dtype) for col, dtype in self.input_schema.items()])
+        named: list[tuple[str, pl.Expr]] = [(f"derived column {c!r}", e) for c, e in self.derived.items()]
+        try:
+            frame = probe.with_columns(list(self.derived.values()))
+        except pl.exceptions.PolarsError:
+            return  # the probe values do not suit the expressions: nothing to conclude
+        for feature in self.features:
+            expr = getattr(feature, "expr", None) if not feature.fitted else getattr(feature, "input", None)
+            if isinstance(expr, pl.Expr):
+                named.append((f"feature {feature.name!r}", expr.alias("out")))
+        for what, expr in named:
+            try:
+                whole = frame.select(expr.alias("out"))
+                rows = pl.concat([_materialise(frame.slice(i, 1)).select(expr.alias("out")).head(1) for i in range(3)])
+            except pl.exceptions.PolarsError:
+                continue
+            if whole.height != frame.height or not frames_identical(whole.head(3), rows):
+                raise FeatureDefinitionError(
+                    f"{what} of {self.name!r} is not row-wise: its value for a row depends on the other "
+                    f"rows of the batch ({expr.meta.undo_aliases()}), so batch and stream results would differ",
+                    hint="use a fitted transform (StandardScale, Impute...) for statistics of the data",
+                )
 
     # -- versioning ---------------------------------------------------------------
 
@@ -161,8 +199,9 @@ class FeatureSet:
         """The input columns of ``frame`` cast to the input schema; :class:`FeatureInputError` if they do not fit.
 
         Compatible types (see ``_accepts``) are cast. With ``coerce=True`` text columns are
-        also parsed into the declared type (strictly: a value that does not parse raises);
-        use it after :meth:`validate_rows` has removed the bad rows.
+        also parsed into the declared type (strictly: a value that does not parse raises) and
+        floats or wider integers narrowed into a declared integer type (a fraction is
+        truncated); use it after :meth:`validate_rows` has removed the rows that do not fit.
         """
         columns = []
         for col, expected in self.input_schema.items():
@@ -174,7 +213,7 @@ class FeatureSet:
             got = frame.schema[col]
             if _accepts(expected, got):
                 columns.append(pl.col(col).cast(expected))
-            elif coerce and got == pl.String:
+            elif coerce and _coercible(expected, got):
                 columns.append(_parse(pl.col(col), expected, strict=True))
             else:
                 raise FeatureInputError(
@@ -201,12 +240,7 @@ class FeatureSet:
                 continue
             got = frame.schema[col]
             if not _accepts(expected, got):
-                parsed = _parse(pl.col(col), expected, strict=False)
-                bad = pl.col(col).is_not_null() & parsed.is_null()
-                message = pl.format(f"column {col!r}: expected {expected}, got {{}}", pl.col(col).cast(pl.String))
-                if got != pl.String and not (expected.is_numeric() and got.is_numeric()):
-                    message = pl.lit(f"column {col!r}: expected {expected}, got {got}")
-                checks.append(pl.when(bad).then(message))
+                checks.append(_row_type_check(col, expected, got))
             if col in self.required:
                 checks.append(pl.when(pl.col(col).is_null()).then(pl.lit(f"column {col!r} is required, got null")))
         if not checks:
@@ -270,6 +304,23 @@ class FeatureSet:
 
     def __repr__(self) -> str:
         return f"FeatureSet({self.name!r}, {len(self.input_schema)} inputs, {len(self.features)} features)"
+
+
+def _coercible(expected: pl.DataType, got: pl.DataType) -> bool:
+    """Types whose values :meth:`FeatureSet.conform` parses or narrows with ``coerce=True``, row by row."""
+    return got == pl.String or (expected.is_integer() and got.is_numeric())
+
+
+def _row_type_check(col: str, expected: pl.DataType, got: pl.DataType) -> pl.Expr:
+    """Per row, the reason a value of type ``got`` does not fit ``expected`` (null when it does)."""
+    value = pl.col(col)
+    if not _coercible(expected, got):
+        return pl.when(pl.int_range(pl.len()) >= 0).then(pl.lit(f"column {col!r}: expected {expected}, got {got}"))
+    parsed = _parse(value, expected, strict=False)
+    bad = value.is_not_null() & parsed.is_null()
+    if got != pl.String:  # a float or a wider integer: it fits only if it comes back unchanged
+        bad = bad | (value.is_not_null() & (parsed.cast(got, strict=False) != value).fill_null(True))
+    return pl.when(bad).then(pl.format(f"column {col!r}: expected {expected}, got {{}}", value.cast(pl.String)))
 
 
 def _parse(expr: pl.Expr, dtype: pl.DataType, *, strict: bool) -> pl.Expr:
@@ -352,6 +403,20 @@ class FittedFeatureSet:
 
     def __repr__(self) -> str:
         return f"FittedFeatureSet({self.name!r}, {len(self.output_schema)} outputs)"
+
+
+_PROBE_NUMBERS = [3, 1, 3, 7, 0, 100]  # repeats, so group-wise windows show too
+
+
+def _probe_series(name: str, dtype: pl.DataType) -> pl.Series:
+    """Six varied values of ``dtype`` for the row-wise check."""
+    if dtype.is_float():
+        return pl.Series(name, [0.5, -2.25, 3.0, 1e3, 0.1, 7.3], dtype=dtype)
+    if dtype == pl.String:
+        return pl.Series(name, ["a", "20140625T000000", "a", "2015-02-03", "", "a"], dtype=dtype)
+    if dtype == pl.Boolean:
+        return pl.Series(name, [True, False, True, True, False, False])
+    return pl.Series(name, _PROBE_NUMBERS).cast(dtype, strict=False)
 
 
 def _materialise(frame: pl.DataFrame) -> pl.DataFrame:

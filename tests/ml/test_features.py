@@ -365,3 +365,53 @@ def test_one_hot_matches_the_vocabulary_in_any_input_type(dtype: pl.DataType, tr
     assert out.row(0)[:2] in ((1, 0), (0, 1))  # a training value hits exactly one vocabulary column
     assert out.row(2) == (0, 0, 0, 1)  # null
     assert all(sum(row) == 1 for row in out.rows())
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        pl.col("x") - pl.col("x").mean(),
+        pl.col("x").rank(),
+        pl.col("x").shift(1),
+        pl.col("x").cum_sum(),
+        pl.col("x").sum(),
+        pl.col("x") / pl.col("x").max().over("c"),
+    ],
+)
+def test_a_feature_depending_on_other_rows_is_refused(expr: pl.Expr) -> None:
+    with pytest.raises(FeatureDefinitionError, match="feature 'y' of 's' is not row-wise"):
+        FeatureSet("s", {"x": pl.Float64, "c": pl.String}, [Feature("y", expr)])
+    with pytest.raises(FeatureDefinitionError, match="is not row-wise"):
+        FeatureSet("s", {"x": pl.Float64, "c": pl.String}, [StandardScale(expr, name="y")])
+
+
+def test_validate_rows_flags_fractions_and_overflow_for_integer_inputs() -> None:
+    fs = FeatureSet("s", {"n": pl.Int32, "b": pl.Float64}, [Feature("y", "n")])
+    frame = pl.DataFrame({"n": [1.0, 1.5, 3e10, None, float("nan")], "b": [0.0] * 5})
+
+    reasons = fs.validate_rows(frame)
+
+    assert reasons.to_list() == [
+        None,
+        "column 'n': expected Int32, got 1.5",
+        "column 'n': expected Int32, got 30000000000.0",
+        None,
+        "column 'n': expected Int32, got NaN",
+    ]
+    good = frame.filter(reasons.is_null())
+    assert fs.fit(good.head(1).with_columns(pl.col("n").cast(pl.Int32))).transform(good, coerce=True)[
+        "y"
+    ].to_list() == [1, None]
+
+
+def test_validate_rows_flags_every_row_of_a_column_of_an_unusable_type() -> None:
+    fs = FeatureSet("s", {"x": pl.Float64}, [Feature("y", "x")])
+
+    reasons = fs.validate_rows(pl.DataFrame({"x": [True, None]}))
+
+    assert reasons.to_list() == ["column 'x': expected Float64, got Boolean"] * 2
+
+
+def test_a_constant_feature_is_refused() -> None:
+    with pytest.raises(FeatureDefinitionError, match="feature 'one' of 's' reads no column"):
+        FeatureSet("s", {"x": pl.Float64}, [Feature("one", pl.lit(1.0))])
