@@ -117,16 +117,20 @@ class SqlModelRegistry:
         Step 1. Serialise the artifact (fails before anything is recorded).
         Step 2. In one write transaction, take the last version + 1 and insert the row.
         Step 3. Write the artifact at its version's place; if that fails, delete the row,
-        so no version points at an artifact that was never written.
+        so no version points at an artifact that was never written. (Between steps 2 and
+        3 a reader may see the version before its artifact: loading it then says missing.)
         """
         check_name(name)
         # Step 1.
+        records = {"signature": signature, "profile": profile, "metrics": metrics, "params": params,
+                   "lineage": lineage}
+        for field_name, value in records.items():
+            _check_json(field_name, value)
         packed = artifacts.pack(artifact, format=format, allow_pickle=allow_pickle)
-        row: dict[str, Any] = {
-            "name": name, "checksum": packed.checksum, "format": packed.format,
-            "signature": signature or {}, "profile": profile or {}, "metrics": metrics or {},
-            "params": params or {}, "lineage": lineage or {}, "status": REGISTERED, "status_reason": "",
-            "status_by": None, "status_at": None, "created_at": self._clock.now(), "author": author,
+        row: dict[str, Any] = {k: v or {} for k, v in records.items()} | {
+            "name": name, "checksum": packed.checksum, "format": packed.format, "status": REGISTERED,
+            "status_reason": "", "status_by": None, "status_at": None, "created_at": self._clock.now(),
+            "author": author,
         }
         # Step 2.
         for attempt in _attempts():
@@ -381,6 +385,20 @@ class SqlModelRegistry:
             low = detail.lower()
             hint = "run `headwater db upgrade`" if "no such table" in low or "does not exist" in low else None
             raise StoreError(f"could not {what}: {detail} (database {self.store.safe_url})", hint=hint) from exc
+
+
+def _check_json(field_name: str, value: Any) -> None:
+    import json
+
+    if value is not None and not isinstance(value, dict):
+        raise RegistryError(f"{field_name} must be a dict, not {type(value).__name__}")
+    try:
+        json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(
+            f"{field_name} cannot be stored as JSON: {exc}",
+            hint="use plain str, int, float, bool, None, lists and dicts (float(x) for NumPy numbers)",
+        ) from exc
 
 
 def _attempts() -> range:

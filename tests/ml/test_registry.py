@@ -255,6 +255,16 @@ def test_pickled_models_register_and_load_only_with_opt_in(registry: SqlModelReg
     assert isinstance(registry.load("odd", allow_pickle=True).estimator, Opaque)
 
 
+def test_records_that_are_not_json_are_refused_before_anything_is_written(registry: SqlModelRegistry,
+                                                                          tmp_path: Path) -> None:
+    with pytest.raises(RegistryError) as info:
+        registry.register("house", _model(), metrics={"test": {"rmse": np.float32(0.5)}})
+    assert info.value.message.startswith("metrics cannot be stored as JSON")
+    with pytest.raises(RegistryError, match="params must be a dict, not list"):
+        registry.register("house", _model(), params=[1, 2])  # type: ignore[arg-type]
+    assert not (tmp_path / "models").exists()
+
+
 def test_a_failed_artifact_write_leaves_no_version(registry: SqlModelRegistry, tmp_path: Path) -> None:
     (tmp_path / "models" / "house" / "1").mkdir(parents=True)
     (tmp_path / "models" / "house" / "1" / "leftover").write_text("x")
