@@ -272,6 +272,36 @@ class Stream:
         _callable("map_batch", fn)
         return self.then(MapBatch(name or f"map_batch:{_fn_name(fn)}", fn))
 
+    def predict(
+        self,
+        model_ref: str,
+        *,
+        output: str = "prediction",
+        registry: Any = None,
+        features: Any = None,
+        reload_interval: float = 5.0,
+        version_column: str = "model_version",
+        clock: Any = None,
+        allow_pickle: bool = False,
+        name: str | None = None,
+    ) -> Stream:
+        """Score every record with the model ``model_ref`` (``"house_prices@champion"``, ``"house_prices:3"``).
+
+        Adds ``output`` (the prediction) and ``version_column`` (``"house_prices:3"``) to every
+        record; records that do not match the model's input signature go to the dead letters
+        with the reason. ``features`` is the ``FeatureSet`` (or the function returning it) the
+        model was trained with; its fitted state comes from the model. The reference is
+        resolved again at most every ``reload_interval`` seconds, between batches: when the
+        alias moved, the next batch is scored by the new version. ``registry`` defaults to the
+        headwater home's (opened on the first batch). See :mod:`headwater.stream.predict`.
+        """
+        from headwater.stream.predict import Predict
+
+        return self.then(Predict(
+            name or f"predict:{model_ref}", model_ref, registry=registry, features=features, output=output,
+            version_column=version_column, reload_interval=reload_interval, clock=clock, allow_pickle=allow_pickle,
+        ))
+
     def peek(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Stream:
         """Call ``fn(value)`` for its side effect; the records go on unchanged."""
         _callable("peek", fn)
