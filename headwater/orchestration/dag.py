@@ -359,6 +359,7 @@ class DAG:
             params=dict(self.params),
             is_paused_upon_creation=self.is_paused_upon_creation,
             source_hash=source_hash,
+            dagrun_timeout=self.dagrun_timeout.total_seconds() if self.dagrun_timeout else None,
         )
 
 

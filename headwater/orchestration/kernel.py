@@ -92,6 +92,7 @@ class RunKernel:
         self._scheduled: dict[str, TaskInstanceRecord] = {}
         self._candidates: set[str] = set()
         self._past_blocked: set[str] = set()
+        self._timed_out = False
         # Per task, how many direct upstream tasks finished in each state: a join of
         # 500 tasks is re-evaluated 500 times and must not recount 500 states each time.
         self._up: dict[str, dict[TaskState, int]] = {tid: {} for tid in spec.tasks}
@@ -298,6 +299,28 @@ class RunKernel:
             self._moved(ti)
         self.apply(event, now)
 
+    def timed_out(self, now: dt.datetime) -> bool:
+        """True once a running run has outlived its DAG's ``dagrun_timeout``."""
+        limit = self.spec.dagrun_timeout
+        start = self.run.start_date
+        return bool(limit) and start is not None and not self.run.state.finished and (
+            (now - start).total_seconds() > (limit or 0)
+        )
+
+    def time_out(self, now: dt.datetime) -> list[TaskInstanceRecord]:
+        """End the run as failed (Airflow's ``dagrun_timeout``): task instances not running
+        are skipped; the running ones are returned for the scheduler to kill, and their
+        failure will not be retried."""
+        reason = f"the run timed out after {self.spec.dagrun_timeout:g}s (dagrun_timeout)"
+        running = list(self._active.values())
+        for ti in [t for t in self.tis.values() if not t.state.finished and not t.state.active]:
+            self._finish(ti, TaskState.SKIPPED, now, reason)
+        for ti in running:
+            ti.max_tries = ti.try_number  # the kill that follows must not be retried
+        self._timed_out = True
+        self._settle_run(now)
+        return running
+
     def fail_missing_pool(self, task_id: str, now: dt.datetime) -> None:
         """Fail a task whose pool does not exist (a user error, said plainly)."""
         ti = self.tis[task_id]
@@ -359,7 +382,7 @@ class RunKernel:
             return
         leaves = [tid for tid in self.spec.tasks if not self._downstream[tid] and tid in self.tis]
         bad = (TaskState.FAILED, TaskState.UPSTREAM_FAILED)
-        failed = any(self.tis[tid].state in bad for tid in leaves)
+        failed = self._timed_out or any(self.tis[tid].state in bad for tid in leaves)
         self.run.state = RunState.FAILED if failed else RunState.SUCCESS
         self.run.end_date = now
         self._run_dirty = True

@@ -317,6 +317,11 @@ class Scheduler:
             run = kernel.run
             if run.state.finished:
                 continue
+            if kernel.timed_out(now):
+                for ti in kernel.time_out(now):
+                    key = TaskKey(ti.dag_id, ti.run_id, ti.task_id, ti.try_number)
+                    self.executor.kill(key, f"the run timed out after {kernel.spec.dagrun_timeout:g}s")
+                continue
             if run.state is RunState.QUEUED:
                 if running_runs.get(run.dag_id, 0) >= kernel.spec.max_active_runs:
                     continue

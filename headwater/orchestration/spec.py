@@ -83,6 +83,7 @@ class DagSpec:
     params: dict[str, Any] = field(default_factory=dict)
     is_paused_upon_creation: bool = False
     source_hash: str = ""
+    dagrun_timeout: float | None = None
 
     def downstream(self) -> dict[str, list[str]]:
         """Map each task id to the ids of its direct downstream tasks."""

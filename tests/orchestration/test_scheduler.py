@@ -275,3 +275,25 @@ def test_depends_on_past_blocks_after_a_failure(home: Home) -> None:
     assert got[1] is RunState.SUCCESS and got[2] is RunState.FAILED
     assert got[3] is RunState.RUNNING  # waits on the failed day 2, reported as stuck
     assert s.report.stuck
+
+
+def test_dagrun_timeout_fails_the_run_skips_waiting_tasks_and_kills_running_ones(home: Home) -> None:
+    home.write_dag("slow_run.py", """
+        import datetime as dt
+        from headwater import DAG, BashOperator, EmptyOperator, PythonSensor
+        with DAG("slow_run", schedule=None, start_date=dt.datetime(2024, 1, 1),
+                 dagrun_timeout=dt.timedelta(seconds=1), default_args={"retries": 2}):
+            PythonSensor(task_id="never", python_callable=lambda: False, poke_interval=0.1, timeout=60,
+                         mode="reschedule") >> EmptyOperator(task_id="after_never")
+            BashOperator(task_id="sleepy", bash_command="sleep 30") >> EmptyOperator(task_id="after_sleepy")
+    """)
+    home.refresh()
+    assert home.store.get_dag("slow_run").spec.dagrun_timeout == 1.0
+    run = trigger(home.store, home.store.get_dag("slow_run"), dt.datetime.now(U))
+    run_scheduler(home, executor=LocalExecutor(parallelism=2))
+    assert home.store.get_run("slow_run", run.run_id).state is RunState.FAILED
+    tis = {t.task_id: t for t in home.store.list_task_instances("slow_run", run.run_id)}
+    assert tis["sleepy"].state is TaskState.FAILED and tis["sleepy"].try_number == 1  # killed, not retried
+    assert "timed out" in tis["sleepy"].reason
+    for tid in ("never", "after_never", "after_sleepy"):
+        assert tis[tid].state is TaskState.SKIPPED and "dagrun_timeout" in tis[tid].reason
