@@ -283,7 +283,7 @@ def test_dagrun_timeout_fails_the_run_skips_waiting_tasks_and_kills_running_ones
         from headwater import DAG, BashOperator, EmptyOperator, PythonSensor
         with DAG("slow_run", schedule=None, start_date=dt.datetime(2024, 1, 1),
                  dagrun_timeout=dt.timedelta(seconds=1), default_args={"retries": 2}):
-            PythonSensor(task_id="never", python_callable=lambda: False, poke_interval=0.1, timeout=60,
+            PythonSensor(task_id="never", python_callable=lambda: False, poke_interval=5, timeout=60,
                          mode="reschedule") >> EmptyOperator(task_id="after_never")
             BashOperator(task_id="sleepy", bash_command="sleep 30") >> EmptyOperator(task_id="after_sleepy")
     """)
