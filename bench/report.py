@@ -61,6 +61,10 @@ class TableData:
     shapes: list[str]
     rows: list[Row]
 
+    @property
+    def columns(self) -> list[str]:
+        return [SHAPE_TITLES[s] for s in self.shapes]
+
 
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
@@ -128,11 +132,12 @@ def build_tables(doc: dict[str, Any]) -> list[TableData]:
 _STYLES = {"ours": "bold", "peer": "", "anchor": "dim", "goal": "cyan", "ratio": "magenta"}
 
 
-def to_rich(table: TableData) -> Table:
+def to_rich(table: Any) -> Table:
+    """A table (anything with ``title``, ``columns`` and ``rows`` of :class:`Row`) for the terminal."""
     out = Table(title=table.title, title_justify="left")
     out.add_column("")
-    for s in table.shapes:
-        out.add_column(SHAPE_TITLES[s], justify="right")
+    for column in table.columns:
+        out.add_column(column, justify="right")
     out.add_column("note", overflow="fold")
     for row in table.rows:
         cells = []
@@ -156,12 +161,18 @@ def header(doc: dict[str, Any]) -> str:
 
 def to_markdown(tables: list[TableData], doc: dict[str, Any] | None = None) -> str:
     parts = [header(doc)] if doc is not None else []
+    return "\n\n".join(parts + markdown_tables(tables)) + "\n"
+
+
+def markdown_tables(tables: list[Any]) -> list[str]:
+    """Each table (``title``, ``columns``, ``rows``) as a Markdown table; ours in bold."""
+    out = []
     for table in tables:
-        head = ["", *(SHAPE_TITLES[s] for s in table.shapes), "note"]
+        head = ["", *table.columns, "note"]
         lines = [f"**{table.title}**", "", "| " + " | ".join(head) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * len(table.shapes) + ["---"]) + "|"]
+                 "|" + "|".join(["---"] + ["---:"] * len(table.columns) + ["---"]) + "|"]
         for row in table.rows:
             label = f"**{row.label}**" if row.kind == "ours" else row.label
             lines.append("| " + " | ".join([label, *row.cells, row.note]) + " |")
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts) + "\n"
+        out.append("\n".join(lines))
+    return out

@@ -9,10 +9,11 @@ for run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from rich.table import Table
+from report import Row, markdown_tables
+from report import to_rich as to_rich  # re-exported: stream.py renders through this module
 
 ANCHORS: dict[str, Any] = {
     "io": {"label": "anchor: librdkafka on Tansu (issue 3, partitions not recorded)",
@@ -29,15 +30,6 @@ IO_COLUMNS = [("produce", 1), ("produce", 4), ("consume", 1), ("consume", 4)]
 APP_ORDER = ("app_json_expr", "app_schema_expr", "app_record_fns", "loop_batched", "loop_record")
 MICRO_BATCH = ("app_json_expr", "app_schema_expr", "app_record_fns")
 BACKENDS = {"log": "embedded log", "kafka": "Tansu (Kafka protocol)"}
-
-
-@dataclass
-class Row:
-    label: str
-    cells: list[str]
-    kind: str  # "ours", "peer", "anchor", "goal", "ratio"
-    note: str = ""
-    flags: list[bool | None] = field(default_factory=list)  # per cell: meets the goal?
 
 
 @dataclass
@@ -150,24 +142,6 @@ def build_tables(doc: dict[str, Any]) -> list[TableData]:
     return [t for t in tables if t is not None]
 
 
-_STYLES = {"ours": "bold", "peer": "", "anchor": "dim", "goal": "cyan", "ratio": "magenta"}
-
-
-def to_rich(table: TableData) -> Table:
-    out = Table(title=table.title, title_justify="left")
-    out.add_column("")
-    for column in table.columns:
-        out.add_column(column, justify="right")
-    out.add_column("note", overflow="fold")
-    for row in table.rows:
-        cells = []
-        for i, cell in enumerate(row.cells):
-            flag = row.flags[i] if i < len(row.flags) else None
-            cells.append(cell if flag is None else f"[{'green' if flag else 'red'}]{cell}[/]")
-        out.add_row(row.label, *cells, row.note, style=_STYLES[row.kind])
-    return out
-
-
 def header(doc: dict[str, Any]) -> str:
     """Where and when: one Markdown paragraph."""
     m = doc["machine"]
@@ -182,12 +156,4 @@ def header(doc: dict[str, Any]) -> str:
 
 def to_markdown(tables: list[TableData], doc: dict[str, Any] | None = None) -> str:
     parts = [header(doc)] if doc is not None else []
-    for table in tables:
-        head = ["", *table.columns, "note"]
-        lines = [f"**{table.title}**", "", "| " + " | ".join(head) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * len(table.columns) + ["---"]) + "|"]
-        for row in table.rows:
-            label = f"**{row.label}**" if row.kind == "ours" else row.label
-            lines.append("| " + " | ".join([label, *row.cells, row.note]) + " |")
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(parts + markdown_tables(tables)) + "\n"
