@@ -62,6 +62,9 @@ def _register() -> None:
     cli.add_command(classic.run_classic)
     cli.add_command(models.models)
     stream_commands.register(cli)
+    from headwater.cli.web import web
+
+    cli.add_command(web)
 
 
 def main(argv: list[str] | None = None) -> None:

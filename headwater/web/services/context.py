@@ -1,0 +1,34 @@
+"""What every service call needs: settings and the metadata store, opened once per app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from headwater.clock import Clock, SystemClock
+from headwater.settings import Settings
+
+if TYPE_CHECKING:
+    from headwater.store.sql import SqlStore
+
+
+@dataclass
+class WebContext:
+    """Settings, store and clock of one web app; services read and write through it."""
+
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+
+    @cached_property
+    def store(self) -> SqlStore:
+        """The metadata store, created on first use (schema made if missing)."""
+        from headwater.store.sql import open_store
+
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        return open_store(self.settings.db_url, create=True)
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        if "store" in self.__dict__:
+            self.store.close()
