@@ -109,7 +109,12 @@ class FeatureSet:
         self.features = list(features)
         self.required = list(required)
         self._source = source
-        self._module = sys._getframe(1).f_globals.get("__name__")
+        caller = sys._getframe(1)
+        self._module = caller.f_globals.get("__name__")
+        self._file = caller.f_globals.get("__file__")
+        # A set built inside a module-level function (``def house_features(): return FeatureSet(...)``)
+        # is found again by calling that function: remembered for definition_ref().
+        self._builder = caller.f_code.co_qualname if caller.f_code.co_name != "<module>" else None
         for col, expr in self.derived.items():
             unknown = [c for c in expr.meta.root_names() if c not in self.input_schema]
             if col in self.input_schema or unknown:
@@ -192,6 +197,29 @@ class FeatureSet:
         if text is None:
             text = repr([(f.kind, f.name, str(getattr(f, "expr", getattr(f, "input", "")))) for f in self.features])
         return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def definition_ref(self) -> dict[str, str] | None:
+        """Where a scoring process finds this definition again: ``{"module", "attr", "file"}``, or None.
+
+        ``attr`` is the function that builds the set (``source=``, or the function that called
+        ``FeatureSet(...)``) or a module-level name bound to the set. The registry keeps it in the
+        lineage so ``headwater serve`` and batch scoring rebuild the features without being told
+        (see :func:`headwater.ml.scoring.find_definition`). ``file`` lets a process whose
+        ``sys.path`` lacks the module load it from its path. None for a set made in a REPL.
+        """
+        module, attr, file = self._module, None, self._file
+        source = self._source
+        if source is not None and "<locals>" not in getattr(source, "__qualname__", "<locals>"):
+            module, attr = source.__module__, source.__qualname__
+            file = getattr(sys.modules.get(module), "__file__", None)
+        elif self._builder is not None and "<" not in self._builder:
+            attr = self._builder
+        else:
+            namespace = vars(sys.modules[module]) if module in sys.modules else {}
+            attr = next((name for name, value in namespace.items() if value is self), None)
+        if module is None or attr is None or (module == "__main__" and file is None):
+            return None
+        return {"module": module, "attr": attr, "file": str(file or "")}
 
     # -- validation ---------------------------------------------------------------
 

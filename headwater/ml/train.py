@@ -38,6 +38,7 @@ import polars as pl
 
 from headwater.errors import UserError
 from headwater.ml import metrics as m
+from headwater.ml import target as tt
 from headwater.ml.artifacts import ModelArtifact
 from headwater.ml.profile import profile
 from headwater.ml.registry import ModelRegistry, ModelVersion
@@ -102,10 +103,12 @@ class TrainResult:
     split: dict[str, Any]
     timings: dict[str, float]
     lineage: dict[str, Any] = field(default_factory=dict)
+    target_transform: str | None = None
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """Predictions for a raw frame (same columns as training), through the fitted features."""
-        return np.asarray(self.estimator.predict(_matrix(self.features.transform(frame), self.feature_names)))
+        raw = np.asarray(self.estimator.predict(_matrix(self.features.transform(frame), self.feature_names)))
+        return tt.inverse(self.target_transform, raw) if self.task == "regression" else raw
 
     def ratio_to_baseline(self, metric: str, part: str = "test") -> float | None:
         """``metric`` on ``part`` divided by the baseline's (RMSE 0.5 means half the mean predictor's error)."""
@@ -123,6 +126,8 @@ class TrainResult:
             "outputs": [{"name": self.target, "dtype": self.target_dtype}],
             "task": self.task,
         }
+        if self.target_transform is not None:
+            result["target_transform"] = self.target_transform
         if self.classes is not None:
             result["classes"] = list(self.classes)
         return result
@@ -203,13 +208,16 @@ def train(
     data_paths: Sequence[str] | str | None = None,
     importance_sample: int = 2000,
     importance_repeats: int = 5,
+    target_transform: str | None = None,
 ) -> TrainResult:
     """Train ``estimator`` on ``frame`` through ``features`` and record the run (steps in the module docstring).
 
     ``splits`` takes a split made beforehand (then ``fractions``, ``time_column`` and the
     split part of ``seed`` are unused). ``data_paths`` are the files ``frame`` was read from,
-    hashed into the lineage.
+    hashed into the lineage. ``target_transform`` (``"log1p"`` or ``"log"``, regression only)
+    fits the estimator on the transformed target; predictions and metrics are on the original scale.
     """
+    tt.check(target_transform, task)
     _check_arguments(frame if splits is None else splits.train, target, features, task)
     timer = _Timer()
     started = time.perf_counter()
@@ -242,7 +250,7 @@ def train(
 
     with timer.step("fit_estimator"):
         model = _prepare(estimator, seed)
-        model.fit(x["train"], y["train"])
+        model.fit(x["train"], tt.forward(target_transform, y["train"]))
 
     with timer.step("evaluate"):
         classes = [_plain(c) for c in model.classes_] if task == "classification" else None
@@ -251,12 +259,16 @@ def train(
         for part_name in ("validation", "test"):
             if len(y[part_name]) == 0:
                 continue
-            results[part_name], baselines[part_name] = _evaluate(model, task, x[part_name], y[part_name], y["train"])
+            results[part_name], baselines[part_name] = _evaluate(
+                model, task, x[part_name], y[part_name], y["train"], target_transform
+            )
 
     with timer.step("importances"):
         sample_from = "validation" if len(y["validation"]) else "train"
+        # Permutation importance scores the estimator itself, so on the scale it was fitted on.
+        y_fitted_scale = tt.forward(target_transform, y[sample_from])
         importances, method, details = _importances(
-            model, task, names, x[sample_from], y[sample_from], seed, importance_sample, importance_repeats
+            model, task, names, x[sample_from], y_fitted_scale, seed, importance_sample, importance_repeats
         )
         details["rows_from"] = sample_from if method == "permutation" else None
 
@@ -285,6 +297,7 @@ def train(
         split=parts.describe(),
         timings=timer.timings,
         lineage=lineage,
+        target_transform=target_transform,
     )
 
 
@@ -354,9 +367,11 @@ def _prepare(estimator: Any, seed: int) -> Any:
     return model
 
 
-def _evaluate(model: Any, task: str, x: np.ndarray, y: np.ndarray, y_train: np.ndarray) -> tuple[m.Metrics, m.Metrics]:
+def _evaluate(
+    model: Any, task: str, x: np.ndarray, y: np.ndarray, y_train: np.ndarray, target_transform: str | None = None
+) -> tuple[m.Metrics, m.Metrics]:
     if task == "regression":
-        pred = np.asarray(model.predict(x), dtype=np.float64)
+        pred = tt.inverse(target_transform, np.asarray(model.predict(x), dtype=np.float64))
         return m.regression_metrics(y, pred), m.regression_baseline(y_train, y)
     classes = np.asarray(model.classes_)
     pred = np.asarray(model.predict(x))
@@ -460,6 +475,11 @@ def _package_versions(model: Any) -> dict[str, str]:
     return versions
 
 
+def _definition_ref(features: Features) -> dict[str, str] | None:
+    ref = getattr(features, "definition_ref", None)
+    return ref() if callable(ref) else None
+
+
 def content_hash(path: str) -> dict[str, Any]:
     """``{"path", "sha256", "bytes"}`` of a file, or of every file under a folder (names and contents, sorted).
 
@@ -488,6 +508,7 @@ def _lineage(features: Features, model: Any, seed: int, data_paths: Sequence[str
     return {
         "feature_set": getattr(features, "name", None),
         "feature_source_hash": features.source_hash(),
+        "feature_definition": _definition_ref(features),
         "estimator_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "seed": seed,
         "packages": _package_versions(model),

@@ -9,55 +9,34 @@ do not fit, with the reason; (3) transforms the other rows with the fitted featu
 predicts them in one call; (4) adds the prediction column and the ``model_version`` column
 (``"house_prices:3"``) to every record.
 
-When the alias moved, the new version is loaded (estimator from the artifact, features
-rebuilt from their JSON state on the user's :class:`~headwater.ml.features.FeatureSet`)
-before the step switches; if that load fails the step keeps the model it has, logs why,
-and tries again after ``reload_interval``.
+Loading and following the alias is :class:`headwater.ml.scoring.ModelFollower`'s: when the
+alias moved, the new version is loaded (estimator from the artifact, features rebuilt from
+their JSON state on the user's :class:`~headwater.ml.features.FeatureSet`, found from
+``features=`` or the version's lineage) before the step switches; if that load fails the
+step keeps the model it has, logs why, and tries again after ``reload_interval``.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
-from headwater.clock import Clock, SystemClock
+from headwater.clock import Clock
 from headwater.errors import UserError
+from headwater.ml.scoring import DEFAULT_RELOAD_INTERVAL, ModelFollower, Scorer, ScorerSetupError
 from headwater.stream.chunk import Chunk, Context, isolate
 from headwater.stream.steps import BatchStep
-
-log = logging.getLogger(__name__)
-
-DEFAULT_RELOAD_INTERVAL = 5.0
 
 
 class SignatureMismatchError(UserError):
     """A record does not match the model's input signature (missing feature, wrong type, unparseable value)."""
 
 
-class PredictSetupError(UserError):
-    """The model of a ``predict`` step cannot be used (no feature definition, or its state does not fit)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Scorer:
-    """One loaded model version: fitted features, estimator, and the label written to every output."""
-
-    label: str  # "house_prices:3"
-    features: Any  # FittedFeatureSet
-    estimator: Any
-    names: list[str]  # feature columns, in the order the estimator was trained on
-
-    def score(self, frame: pl.DataFrame) -> Any:
-        """Predictions for the rows of ``frame`` (already validated), in one estimator call."""
-        feats = self.features.transform(frame, coerce=True)
-        # The same matrix as training builds (headwater.ml.train): Float64 columns in signature order.
-        x = feats.select(pl.col(self.names).cast(pl.Float64)).to_numpy()
-        return self.estimator.predict(x)
+# Kept under its old name: apps catch it when a model cannot be used.
+PredictSetupError = ScorerSetupError
 
 
 class Predict(BatchStep):
@@ -80,8 +59,6 @@ class Predict(BatchStep):
         trusted: Sequence[str] = (),
     ) -> None:
         super().__init__(name)
-        if reload_interval < 0:
-            raise PredictSetupError(f"predict({model_ref!r}): reload_interval must be >= 0, got {reload_interval}")
         if output == version_column:
             raise PredictSetupError(
                 f"predict({model_ref!r}): output and version_column are both {output!r}",
@@ -90,19 +67,18 @@ class Predict(BatchStep):
         self.model_ref = model_ref
         self.output = output
         self.version_column = version_column
-        self.reload_interval = reload_interval
-        self._registry = registry
-        self._definition = features
-        self._clock = clock or SystemClock()
-        self._allow_pickle = allow_pickle
-        self._trusted = tuple(trusted)
+        self.follower = ModelFollower(model_ref, registry=registry, features=features, reload_interval=reload_interval,
+                                      clock=clock, allow_pickle=allow_pickle, trusted=trusted)
         self._lock = threading.Lock()
         self._scorer: Scorer | None = None
-        self._checked_at = 0.0
         # Marks the batch the scorer was picked for: that batch's own dead-letter list. Not id(ctx):
         # a finished batch's Context is freed and the next one may get its id (seen in the tests).
         # Holding the small list, not the Context, lets the batch's input table be freed.
         self._batch: object = None
+
+    @property
+    def reload_interval(self) -> float:
+        return self.follower.reload_interval
 
     # -- the model ----------------------------------------------------------------
 
@@ -111,68 +87,14 @@ class Predict(BatchStep):
         """The model version in use (None before the first batch)."""
         return self._scorer
 
-    def _registry_or_default(self) -> Any:
-        if self._registry is None:
-            # Opened on first use, not when the app is declared: declaring touches nothing.
-            from headwater.ml.registry_sql import open_registry
-            from headwater.settings import Settings
-
-            self._registry = open_registry(Settings.from_env())
-        return self._registry
-
     def scorer_for(self, ctx: Context) -> Scorer:
         """The model for the batch of ``ctx``: the same for every chunk of one batch; may switch between batches."""
         with self._lock:
             if self._scorer is not None and self._batch is ctx.dead:
                 return self._scorer
-            now = self._clock.monotonic()
-            if self._scorer is None:
-                self._scorer = self._load(self._registry_or_default().resolve(self.model_ref))
-                self._checked_at = now
-            elif now - self._checked_at >= self.reload_interval:
-                self._checked_at = now
-                self._maybe_switch()
+            self._scorer = self.follower.current()
             self._batch = ctx.dead
             return self._scorer
-
-    def _maybe_switch(self) -> None:
-        assert self._scorer is not None
-        try:
-            mv = self._registry_or_default().resolve(self.model_ref)
-            if mv.ref == self._scorer.label:
-                return
-            scorer = self._load(mv)
-        except Exception as exc:  # a running app keeps scoring with the model it has
-            log.warning("predict %s: could not reload %s, keeping %s: %s", self.name, self.model_ref,
-                        self._scorer.label, exc)
-            return
-        log.info("predict %s: %s now scored by %s (was %s)", self.name, self.model_ref, scorer.label,
-                 self._scorer.label)
-        self._scorer = scorer
-
-    def _load(self, mv: Any) -> Scorer:
-        # Pinned to the resolved version: the alias may move again between resolve and load.
-        loaded = self._registry_or_default().load(mv.ref, allow_pickle=self._allow_pickle, trusted=self._trusted)
-        fitted = self._fitted(loaded.feature_state, mv.ref)
-        names = [f["name"] for f in mv.signature.get("features", [])] or list(fitted.output_schema)
-        return Scorer(mv.ref, fitted, loaded.estimator, names)
-
-    def _fitted(self, state: Any, ref: str) -> Any:
-        if hasattr(state, "transform") and hasattr(state, "validate_rows"):
-            return state  # the artifact already holds a fitted feature set
-        if self._definition is None:
-            raise PredictSetupError(
-                f"predict({self.model_ref!r}): model {ref} stores its features as JSON state and "
-                "no feature definition was given to rebuild them",
-                hint="pass features=your_feature_set (the FeatureSet, or the function returning it, used in training)",
-            )
-        from headwater.ml.features import FeatureSet
-
-        try:
-            return FeatureSet.from_state(self._definition, state)
-        except UserError as exc:
-            raise PredictSetupError(f"predict({self.model_ref!r}): features of model {ref} do not load: {exc}",
-                                    hint="pass the FeatureSet the model was trained with") from exc
 
     # -- a micro-batch --------------------------------------------------------------
 
@@ -183,7 +105,7 @@ class Predict(BatchStep):
         def check(part: Chunk) -> tuple[Chunk, pl.Series]:
             framed = part.as_frame()
             assert framed.frame is not None
-            return framed, scorer.features.validate_rows(framed.frame)
+            return framed, scorer.validate(framed.frame)
 
         good: list[Chunk] = []
         for framed, reasons in isolate(chunk, check, ctx, self.name):

@@ -172,10 +172,30 @@ def test_a_second_run_on_the_same_group_continues_on_the_promoted_version(regist
     assert [r["model_version"] for r in out] == ["house_prices:1"] * 30 + ["house_prices:2"] * 30
 
 
-def test_a_model_without_a_feature_definition_stops_the_app_with_a_hint(registry: SqlModelRegistry) -> None:
+def test_the_feature_definition_is_found_from_the_models_lineage(
+    registry: SqlModelRegistry, models: tuple[TrainResult, TrainResult]
+) -> None:
+    records = _records(50, seed=13)
     app = StreamApp("scorer")
-    app.stream("houses").predict("house_prices@champion", registry=registry).to("scored")
+    app.stream("houses").predict("house_prices@champion", registry=registry).to("scored")  # no features=
 
-    with pytest.raises(PredictSetupError, match="no feature definition") as info:
+    out = run_app(app, inputs={"houses": records}).values("scored")
+
+    assert registry.resolve("house_prices:1").lineage["feature_definition"]["attr"] == "house_features"
+    assert [r["prediction"] for r in out] == _expected(models[0], records)
+
+
+def test_a_model_without_a_feature_definition_stops_the_app_with_a_hint(
+    models: tuple[TrainResult, TrainResult],
+) -> None:
+    reg = memory_registry()
+    registration = models[0].to_registration()
+    del registration["lineage"]["feature_definition"]  # as if trained from a REPL
+    reg.register("house_prices", **registration, author="test")
+    reg.promote("house_prices", 1, who="test", reason="only model")
+    app = StreamApp("scorer")
+    app.stream("houses").predict("house_prices@champion", registry=reg).to("scored")
+
+    with pytest.raises(PredictSetupError, match="does not record where its feature definition lives") as info:
         run_app(app, inputs={"houses": _records(3, seed=12)})
     assert "features=" in (info.value.hint or "")

@@ -1,0 +1,219 @@
+"""Scoring a registered model: the one way stream apps, REST serving and batch scoring load a model.
+
+:func:`load_scorer` turns a registry reference (``"house_prices@champion"``, ``"house_prices:3"``)
+into a :class:`Scorer`: the estimator from the artifact, the fitted features rebuilt from their
+JSON state on the user's :class:`~headwater.ml.features.FeatureSet`, and the signature's
+target transform. The feature definition is code, never shipped in the artifact; it is found:
+
+1. from ``features=`` when the caller gives it (a ``FeatureSet`` or a function returning one);
+2. else from the version's lineage (``lineage["feature_definition"]``, written at training by
+   :meth:`~headwater.ml.features.FeatureSet.definition_ref`): the module is imported by name,
+   or, when it is not on ``sys.path``, loaded from the file recorded beside it.
+
+:class:`ModelFollower` holds a scorer for a reference and re-resolves the reference at most
+every ``reload_interval`` seconds: when the alias moved, the new version is loaded completely
+before the follower switches, and a version that fails to load leaves the old one in use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from headwater.clock import Clock, SystemClock
+from headwater.errors import UserError
+from headwater.ml import target as tt
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RELOAD_INTERVAL = 5.0
+
+
+class ScorerSetupError(UserError):
+    """A registered model cannot be used for scoring (no feature definition, or its state does not fit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scorer:
+    """One loaded model version: fitted features, estimator, and the label written to every output."""
+
+    label: str  # "house_prices:3"
+    features: Any  # FittedFeatureSet
+    estimator: Any
+    names: list[str]  # feature columns, in the order the estimator was trained on
+    target_transform: str | None = None
+    version: Any = None  # the ModelVersion (signature, metrics), when loaded from a registry
+
+    def validate(self, frame: pl.DataFrame) -> pl.Series:
+        """Per row, why it does not fit the model's input signature (null for the rows that fit)."""
+        return self.features.validate_rows(frame)  # type: ignore[no-any-return]
+
+    def score(self, frame: pl.DataFrame) -> np.ndarray:
+        """Predictions for the rows of ``frame`` (already validated), in one estimator call."""
+        feats = self.features.transform(frame, coerce=True)
+        # The same matrix as training builds (headwater.ml.train): Float64 columns in signature order.
+        x = feats.select(pl.col(self.names).cast(pl.Float64)).to_numpy()
+        return tt.inverse(self.target_transform, np.asarray(self.estimator.predict(x)))
+
+
+def find_definition(mv: Any) -> Any:
+    """The feature definition recorded in a version's lineage: a ``FeatureSet`` or the function that builds it."""
+    ref = (mv.lineage or {}).get("feature_definition")
+    if not ref:
+        raise ScorerSetupError(
+            f"model {mv.ref} does not record where its feature definition lives",
+            hint="pass features=your_feature_set (the FeatureSet, or the function returning it, used in training)",
+        )
+    module_name, attr, file = ref["module"], ref["attr"], ref.get("file") or ""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if not file or not Path(file).is_file():
+            raise ScorerSetupError(
+                f"model {mv.ref}: cannot import its feature module {module_name!r} ({exc})",
+                hint="put the module on PYTHONPATH, run from the project folder, or pass features=",
+            ) from exc
+        module = _load_file(module_name, file)
+    target: Any = module
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ScorerSetupError(
+                f"model {mv.ref}: {module_name}.{attr} (its feature definition) does not exist any more",
+                hint="restore it, or pass features= with the FeatureSet the model was trained with",
+            )
+    return target
+
+
+def _load_file(module_name: str, file: str) -> Any:
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise ScorerSetupError(f"cannot load feature module {module_name!r} from {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise ScorerSetupError(f"feature module {file} fails to load: {exc}") from exc
+    return module
+
+
+def fitted_features(state: Any, definition: Any, mv: Any) -> Any:
+    """The fitted feature set of version ``mv`` from its stored ``state``."""
+    if hasattr(state, "transform") and hasattr(state, "validate_rows"):
+        return state  # the artifact already holds a fitted feature set
+    from headwater.ml.features import FeatureSet
+
+    definition = definition if definition is not None else find_definition(mv)
+    try:
+        fitted = FeatureSet.from_state(definition, state)
+    except UserError as exc:
+        raise ScorerSetupError(f"features of model {mv.ref} do not load: {exc}",
+                               hint="pass the FeatureSet the model was trained with") from exc
+    recorded = (mv.lineage or {}).get("feature_source_hash")
+    if recorded and recorded != fitted.definition.source_hash():
+        # Not refused: an edited comment changes the hash too. The output schema was checked.
+        log.warning("model %s: its feature code changed since training (source hash %s, now %s)",
+                    mv.ref, recorded[:19], fitted.definition.source_hash()[:19])
+    return fitted
+
+
+def load_scorer(
+    registry: Any,
+    ref: Any,
+    *,
+    features: Any = None,
+    allow_pickle: bool = False,
+    trusted: Sequence[str] = (),
+) -> Scorer:
+    """A :class:`Scorer` for ``ref`` (a reference string or a resolved ``ModelVersion``)."""
+    mv = registry.resolve(ref) if isinstance(ref, str) else ref
+    # Pinned to the resolved version: an alias may move again between resolve and load.
+    loaded = registry.load(mv.ref, allow_pickle=allow_pickle, trusted=trusted)
+    fitted = fitted_features(loaded.feature_state, features, mv)
+    signature = mv.signature or {}
+    names = [f["name"] for f in signature.get("features", [])] or list(fitted.output_schema)
+    return Scorer(mv.ref, fitted, loaded.estimator, names, signature.get("target_transform"), mv)
+
+
+class ModelFollower:
+    """Holds the scorer of a reference and follows its alias (see the module docstring)."""
+
+    def __init__(
+        self,
+        model_ref: str,
+        *,
+        registry: Any = None,
+        features: Any = None,
+        reload_interval: float = DEFAULT_RELOAD_INTERVAL,
+        clock: Clock | None = None,
+        allow_pickle: bool = False,
+        trusted: Sequence[str] = (),
+    ) -> None:
+        if reload_interval < 0:
+            raise ScorerSetupError(f"{model_ref!r}: reload_interval must be >= 0, got {reload_interval}")
+        self.model_ref = model_ref
+        self.reload_interval = reload_interval
+        self._registry = registry
+        self._features = features
+        self._clock = clock or SystemClock()
+        self._allow_pickle = allow_pickle
+        self._trusted = tuple(trusted)
+        self._lock = threading.Lock()
+        self._scorer: Scorer | None = None
+        self._checked_at = 0.0
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            # Opened on first use, not when declared: declaring an app or a server touches nothing.
+            from headwater.ml.registry_sql import open_registry
+            from headwater.settings import Settings
+
+            self._registry = open_registry(Settings.from_env())
+        return self._registry
+
+    @property
+    def loaded(self) -> Scorer | None:
+        """The scorer in use, without checking the alias (None before the first :meth:`current`)."""
+        return self._scorer
+
+    def current(self) -> Scorer:
+        """The scorer to use now: loaded on first call; re-resolved when ``reload_interval`` has passed."""
+        with self._lock:
+            now = self._clock.monotonic()
+            if self._scorer is None:
+                self._scorer = self._load(self.model_ref)
+                self._checked_at = now
+            elif now - self._checked_at >= self.reload_interval:
+                self._checked_at = now
+                self._maybe_switch()
+            return self._scorer
+
+    def _load(self, ref: Any) -> Scorer:
+        return load_scorer(self.registry, ref, features=self._features, allow_pickle=self._allow_pickle,
+                           trusted=self._trusted)
+
+    def _maybe_switch(self) -> None:
+        assert self._scorer is not None
+        try:
+            mv = self.registry.resolve(self.model_ref)
+            if mv.ref == self._scorer.label:
+                return
+            scorer = self._load(mv)
+        except Exception as exc:  # a running app or server keeps scoring with the model it has
+            log.warning("%s: could not reload, keeping %s: %s", self.model_ref, self._scorer.label, exc)
+            return
+        log.info("%s now scored by %s (was %s)", self.model_ref, scorer.label, self._scorer.label)
+        self._scorer = scorer
