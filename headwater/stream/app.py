@@ -156,10 +156,12 @@ class StreamApp:
             producer_config=self.producer_config,
         )
         kernel = StreamKernel(self.topology, broker, config, self.metrics, stopping=self._stopping)
+        opened = _open_steps(self.topology, broker)  # e.g. a reference table restores its changelog
         restore = self._install_signal_handlers() if handle_signals else _nothing
         try:
             kernel.run(stop_when_idle=stop_when_idle)
         finally:
+            _close_steps(opened)
             restore()
             self._stopping.clear()  # the app can run again
 
@@ -185,3 +187,30 @@ class StreamApp:
 
 def _nothing() -> None:
     return None
+
+
+def _open_steps(topology: Topology, broker: Broker) -> list[Any]:
+    """Open the steps that hold something for a whole run (they have ``open(broker)`` and ``close()``).
+
+    A reference table (``Stream.enrich``) restores itself from its changelog here and then
+    follows it, so the first micro-batch already sees the whole table.
+    """
+    opened: list[Any] = []
+    try:
+        for node in topology.nodes:
+            step: Any = getattr(node, "step", None)
+            if callable(getattr(step, "open", None)) and callable(getattr(step, "close", None)):
+                step.open(broker)
+                opened.append(step)
+    except BaseException:
+        _close_steps(opened)
+        raise
+    return opened
+
+
+def _close_steps(opened: list[Any]) -> None:
+    for step in reversed(opened):
+        try:
+            step.close()
+        except Exception:
+            log.exception("closing step %s failed", getattr(step, "name", step))

@@ -302,6 +302,37 @@ class Stream:
             version_column=version_column, reload_interval=reload_interval, clock=clock, allow_pickle=allow_pickle,
         ))
 
+    def enrich(
+        self,
+        table: Any,
+        *,
+        on: str | list[str] | tuple[str, ...] | None = None,
+        columns: list[str] | tuple[str, ...] | None = None,
+        prefix: str = "",
+        missing: str = "null",
+        flag: str | None = None,
+        cast: bool = False,
+        name: str | None = None,
+    ) -> Stream:
+        """Add the columns of a reference table to every record: a vectorised left join on ``on``.
+
+        ``table`` is a :class:`~headwater.stream.tables.ReferenceTable`; ``on`` names the
+        record field(s) matching its key (default: the key's names). Every record comes out
+        once, in order, with ``columns`` (default: all non-key columns) named
+        ``prefix + column``. A record whose key is unknown is kept with nulls
+        (``missing="null"``), also flagged in a boolean column ``flag`` (``"flag"``, default
+        ``<table>_missing``), or dead-lettered with the reason (``"dead_letter"``). A key field
+        of another type than the table's key stops the app with a clear error, unless
+        ``cast=True``. While the app runs, the table follows its changelog topic; each
+        micro-batch is joined with one version of it. See :mod:`headwater.stream.tables`.
+        """
+        from headwater.stream.tables.enrich import Enrich
+
+        return self.then(Enrich(
+            name or f"enrich:{getattr(table, 'name', table)}", table, on=on, columns=columns, prefix=prefix,
+            missing=missing, flag=flag, cast=cast,
+        ))
+
     def peek(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Stream:
         """Call ``fn(value)`` for its side effect; the records go on unchanged."""
         _callable("peek", fn)
