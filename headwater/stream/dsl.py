@@ -20,7 +20,7 @@ metadata tracking as ``map_batch``, and no change to the kernel.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import polars as pl
@@ -301,6 +301,57 @@ class Stream:
             name or f"predict:{model_ref}", model_ref, registry=registry, features=features, output=output,
             version_column=version_column, reload_interval=reload_interval, clock=clock, allow_pickle=allow_pickle,
         ))
+
+    def check(
+        self,
+        profile_or_checks: Any,
+        *,
+        policy: str | Mapping[str, str] = "flag",
+        column: str = "data_checks",
+        name: str | None = None,
+        **options: Any,
+    ) -> Stream:
+        """Check every record against a training profile (``ModelVersion.profile``, a model version, or ProfileChecks).
+
+        Violations are ``"kind:column"`` codes, kinds ``missing``, ``type``, ``null``, ``range``
+        and ``unseen``. ``policy`` (one for all kinds, or kind -> policy, unnamed kinds flagged):
+        ``"flag"`` lets the record go on with its codes in ``column`` (a list, empty when
+        clean), ``"dead_letter"`` sends it to the dead letters with the reason. ``options`` go
+        to :class:`~headwater.quality.checks.ProfileChecks` (``signature``, ``columns``,
+        ``categorical``, ``vocabulary``, ``tolerance``, ``skip``). See :mod:`headwater.quality.stream`.
+        """
+        from headwater.quality.stream import Check, as_checks
+
+        checks = as_checks(profile_or_checks, options)
+        return self.then(Check(name or "check", checks, policy=policy, column=column))
+
+    def monitor_drift(
+        self,
+        profile: Any,
+        *,
+        alerts_topic: str,
+        window: int = 1000,
+        every: int | None = 100,
+        thresholds: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> Stream:
+        """Pass records on unchanged; write drift alerts against the training ``profile`` to ``alerts_topic``.
+
+        Over the last ``window`` records, evaluated every ``every`` records: PSI per feature
+        (default threshold 0.2) and, when given thresholds, mean/median shifts. ``options``
+        go to :class:`~headwater.quality.drift.DriftMonitor` (``features``, ``signature``,
+        ``categorical``, ``window_seconds``, ``every_seconds``, ``min_records``,
+        ``cooldown_seconds``, ``clock``, ``version_column``). Alerts are JSON records keyed
+        by feature. See :mod:`headwater.quality.drift` and :mod:`headwater.quality.stream`.
+        """
+        from headwater.quality.stream import DriftNode, drift_monitor
+
+        validate_topic_name(alerts_topic)
+        monitor = drift_monitor(profile, {"window": window, "every": every, "thresholds": thresholds, **options})
+        node = self._topology.add(DriftNode(name or "monitor_drift", (self._node, self._port), monitor))
+        Stream(self._topology, node, 1).to(alerts_topic, value=Json(), key=Str())
+        return Stream(self._topology, node, 0)
 
     def enrich(
         self,

@@ -1,0 +1,200 @@
+"""Data checks and drift monitoring inside a stream app: ``Stream.check`` and ``Stream.monitor_drift``.
+
+``Stream.check(profile, policy=...)`` is the :class:`Check` step: every chunk is checked
+with :class:`~headwater.quality.checks.ProfileChecks` in one vectorised pass; per kind of
+violation the policy says whether a record is **flagged** (it goes on, its codes in the
+``column`` list) or **dead-lettered** (to ``<app>.dlq`` with a
+:class:`~headwater.quality.checks.DataCheckError` naming the violations and values).
+
+``Stream.monitor_drift(profile, ...)`` is the :class:`DriftNode`: a node with two ports.
+Port 0 passes the records on untouched (same chunks: values, keys, headers, even the
+original bytes); port 1 carries the alert records of a
+:class:`~headwater.quality.drift.DriftMonitor`, which ``monitor_drift`` connects to an
+ordinary sink (``to(alerts_topic)``). An alert is a record derived from the input record
+whose arrival triggered the evaluation (like a ``flat_map`` output): it has that record's
+timestamp and headers, and the feature name as its key. So alerts go through the same
+produce/flush/commit path as every output, with no change to the kernel. The window lives
+in memory: after a restart it fills again from the records that follow.
+
+Metrics
+-------
+Both steps keep plain counters; :func:`quality_metrics(app) <quality_metrics>` gathers them
+for an app, keyed by step name::
+
+    {"check:house_prices": {"kind": "check", "rows_checked": 1000, "rows_flagged": 12,
+                            "rows_dead_lettered": 3,
+                            "violations": {"range": {"sqft_living": 2}, "unseen": {"zipcode": 10}}},
+     "drift": {"kind": "drift", "window_size": 1000, "evaluations": 10, "alerts": 1,
+               "alerting": ["sqft_living:psi"], "last": {"sqft_living": {"psi": 0.91, ...}}}}
+
+A Prometheus exporter reads this dict (counters: ``rows_*``, ``violations``,
+``evaluations``, ``alerts``; gauges: ``window_size``, ``last``). The steps are also reachable
+as ``node.step`` / ``node`` in ``app.topology.nodes``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from headwater.quality.checks import KINDS, CheckConfigError, CheckSummary, DataCheckError, ProfileChecks
+from headwater.quality.drift import DriftMonitor
+from headwater.stream.chunk import Chunk, Context, isolate
+from headwater.stream.dsl import Node
+from headwater.stream.steps import Step
+
+POLICIES = ("flag", "dead_letter")
+
+
+def policy_per_kind(policy: str | Mapping[str, str]) -> dict[str, str]:
+    """``"flag"``, ``"dead_letter"``, or kind -> policy (kinds not named are flagged)."""
+    if isinstance(policy, str):
+        given = dict.fromkeys(KINDS, policy)
+    elif isinstance(policy, Mapping):
+        unknown = sorted(set(policy) - set(KINDS))
+        if unknown:
+            raise CheckConfigError(f"check(policy=...) names unknown kinds {unknown}",
+                                   hint=f"the kinds are {', '.join(KINDS)}")
+        given = {kind: policy.get(kind, "flag") for kind in KINDS}
+    else:
+        raise CheckConfigError(f"check(policy=...) takes 'flag', 'dead_letter' or a mapping, got {policy!r}")
+    bad = sorted({p for p in given.values() if p not in POLICIES})
+    if bad:
+        raise CheckConfigError(f"unknown check policy {bad}",
+                               hint="'flag' lets the record go on with its violations listed, "
+                                    "'dead_letter' sends it to the app's dead-letter topic")
+    return given
+
+
+def as_checks(source: Any, options: Mapping[str, Any]) -> ProfileChecks:
+    """ProfileChecks from ready checks, a profile document, or a model version (``.profile``, ``.signature``)."""
+    if isinstance(source, ProfileChecks):
+        if options:
+            raise CheckConfigError(f"check(): options {sorted(options)} given with ready ProfileChecks",
+                                   hint="pass them to ProfileChecks(...) instead")
+        return source
+    if hasattr(source, "profile") and hasattr(source, "signature"):
+        return ProfileChecks(source.profile, **{"signature": source.signature, **options})
+    return ProfileChecks(source, **options)
+
+
+class Check(Step):
+    """The step behind :meth:`headwater.stream.dsl.Stream.check` (see the module docstring)."""
+
+    kind = "check"
+
+    def __init__(self, name: str, checks: ProfileChecks, *, policy: str | Mapping[str, str] = "flag",
+                 column: str = "data_checks") -> None:
+        super().__init__(name)
+        self.checks = checks
+        self.policy = policy_per_kind(policy)
+        self.column = column
+        # Only when some kind is flagged do records get the column; with dead_letter alone the
+        # survivors are clean and pass on untouched (their original bytes, even).
+        self.adds_column = "flag" in self.policy.values()
+        self._dead_kinds = {k for k, p in self.policy.items() if p == "dead_letter"}
+        self._lock = threading.Lock()
+        self.summary = CheckSummary()
+        self.rows_flagged = 0
+        self.rows_dead_lettered = 0
+
+    def apply(self, chunk: Chunk, ctx: Context) -> list[Chunk]:
+        def run(part: Chunk) -> Chunk:
+            framed = part.as_frame()
+            assert framed.frame is not None
+            result = self.checks.check(framed.frame, column=self.column)
+            return self._route(part, result.frame, result.summary, ctx)
+
+        return [out for out in isolate(chunk, run, ctx, self.name) if len(out)]
+
+    def _route(self, part: Chunk, checked: pl.DataFrame, summary: CheckSummary, ctx: Context) -> Chunk:
+        codes = checked.get_column(self.column)
+        dead_mask = pl.Series([False] * checked.height)
+        if self._dead_kinds and summary.rows_with_violations:
+            kinds = codes.list.eval(pl.element().str.split(":").list.first())
+            dead_mask = kinds.list.eval(pl.element().is_in(sorted(self._dead_kinds))).list.any().fill_null(False)
+        dead = dead_mask.arg_true().to_list()
+        flagged = int(((codes.list.len() > 0) & ~dead_mask).sum())
+        for i in dead:
+            row = checked.row(i, named=True)
+            ctx.dead_letter(part.src[i], self.name, DataCheckError(
+                f"record fails data checks against the training profile: {self.checks.explain(row, row[self.column])}"
+                f" [{', '.join(row[self.column])}]"))
+        with self._lock:
+            self.summary.add(summary)
+            self.rows_dead_lettered += len(dead)
+            self.rows_flagged += flagged
+        keep = (~dead_mask).arg_true().to_list() if dead else None
+        if not self.adds_column:
+            return part if keep is None else part.select(keep)
+        if part.rows is not None and all(isinstance(r, dict) for r in part.rows):
+            # Records that came as rows keep their exact values: a frame of a batch where one record
+            # has text in a numeric field holds the whole column as text, which is no reason to change
+            # the other records.
+            lists = codes.to_list()
+            positions = range(len(part)) if keep is None else keep
+            return part.with_rows([{**part.rows[i], self.column: lists[i]} for i in positions], keep)
+        return part.as_frame().with_frame(checked if keep is None else checked[keep], keep)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"kind": "check", "rows_checked": self.summary.rows, "rows_flagged": self.rows_flagged,
+                    "rows_dead_lettered": self.rows_dead_lettered,
+                    "violations": {k: dict(v) for k, v in self.summary.counts.items()}}
+
+
+class DriftNode(Node):
+    """Records on port 0 unchanged; alert records (rows of dicts, keyed by feature) on port 1."""
+
+    kind = "monitor_drift"
+    ports = 2
+
+    def __init__(self, name: str, parent: tuple[Node, int], monitor: DriftMonitor) -> None:
+        super().__init__(name, [parent])
+        self.monitor = monitor
+
+    def run(self, inputs: list[list[Chunk]], ctx: Context) -> list[list[Chunk]]:
+        passed: list[Chunk] = []
+        alerts: list[Chunk] = []
+        for chunk in inputs[0]:
+            # Rows that cannot form a frame alone are dead-lettered by isolate(); the rest go on.
+            for framed in isolate(chunk, lambda c: c.as_frame(), ctx, self.name):
+                assert framed.frame is not None
+                found = self.monitor.observe_rows(framed.frame)
+                if found:
+                    rows = [alert | {"step": self.name} for _, alert in found]
+                    alerts.append(Chunk([framed.src[i] for i, _ in found], rows=rows,
+                                        keys=[alert["feature"] for alert in rows]))
+                passed.append(framed)  # the same rows and values: a monitor changes nothing downstream
+        return [passed, alerts]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"kind": "drift", **self.monitor.snapshot()}
+
+
+def quality_metrics(app: Any) -> dict[str, dict[str, Any]]:
+    """The counters of every ``check`` and ``monitor_drift`` step of ``app`` (format in the module docstring)."""
+    out: dict[str, dict[str, Any]] = {}
+    for node in app.topology.nodes:
+        step = getattr(node, "step", None)
+        if isinstance(step, Check):
+            out[step.name] = step.snapshot()
+        elif isinstance(node, DriftNode):
+            out[node.name] = node.snapshot()
+    return out
+
+
+def drift_monitor(profile: Any, options: Mapping[str, Any]) -> DriftMonitor:
+    """A DriftMonitor from a ready one, a profile document, or a model version (``.profile``, ``.signature``)."""
+    if isinstance(profile, DriftMonitor):
+        if options:
+            raise CheckConfigError(f"monitor_drift(): options {sorted(options)} given with a ready DriftMonitor",
+                                   hint="pass them to DriftMonitor(...) instead")
+        return profile
+    if hasattr(profile, "profile") and hasattr(profile, "signature"):
+        return DriftMonitor(profile.profile, **{"signature": profile.signature, **options})
+    return DriftMonitor(profile, **options)
+
