@@ -11,9 +11,12 @@ Contract with the UI (``headwater.web.ui``, built separately):
 - Auth (:mod:`headwater.web.auth`): ``Depends(require_read)`` on pages, ``Depends(require_write)`` on
   every POST (it checks the session login and the CSRF token of the form field ``csrf_token`` or the
   header ``X-CSRF-Token``); ``csrf_token(request)`` gives the token to put in forms (and in htmx's
-  ``hx-headers``). Login and logout pages are served by :mod:`headwater.web.auth` at ``/login`` and
-  ``/logout`` unless the UI router defines them.
+  ``hx-headers``); ``login(request, token, user)`` / ``logout(request)`` for the login page, which the
+  UI serves at ``/login`` (a 401 on a page a browser asks for redirects there with ``?next=``).
 - ``/metrics`` is mounted from ``headwater.monitoring`` when that package offers it.
+
+Errors: every headwater error, 404 and 422 comes back as
+``{"error": {"code": ..., "message": ..., "hint": ...}}`` under ``/api``.
 """
 
 from __future__ import annotations
@@ -39,34 +42,49 @@ def create_app(
     secret_key: str | None = None,
     clock: Clock | None = None,
     with_ui: bool = True,
+    with_metrics: bool = True,
 ) -> FastAPI:
     """Build the app over the headwater home in ``settings``.
 
-    ``token`` is the API token (default: ``HEADWATER_API_TOKEN`` or the one made by ``headwater db
-    init``); ``read_only_open`` lets anyone read (GET) without logging in; ``secret_key`` signs the
-    session cookie (default: a key kept in a 0600 file of the home).
+    ``token`` is the API token (``headwater web`` passes ``HEADWATER_API_TOKEN``); without it the
+    hash kept by ``headwater db init`` is used, and without that no write is possible.
+    ``read_only_open`` lets anyone read without logging in; ``secret_key`` signs the session cookie
+    (default: a key kept in a 0600 file of the home). Building the app reads no DAG file.
     """
     from fastapi import FastAPI
+    from starlette.middleware.sessions import SessionMiddleware
 
+    from headwater.web import auth
+    from headwater.web.errors import install_error_handlers
+    from headwater.web.json import EscapedJSONResponse
     from headwater.web.services import WebContext
 
     ctx = WebContext(settings=settings) if clock is None else WebContext(settings=settings, clock=clock)
     app = FastAPI(
         title="headwater",
         summary="DAGs, runs, task logs, models and streams of one headwater home.",
+        description="Reads need the API token or a session unless the server opens them; every write needs "
+                    "`Authorization: Bearer <token>` (or a session and its CSRF token).",
         version=_version(),
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        default_response_class=EscapedJSONResponse,
     )
     app.state.web = ctx
     app.state.read_only_open = read_only_open
-    app.state.token = token
-    app.state.secret_key = secret_key
+    app.state.token_hash = auth.token_hash(token) if token else auth.stored_token_hash(settings)
+    app.add_middleware(
+        SessionMiddleware, secret_key=secret_key or auth.secret_key(settings), session_cookie=auth.SESSION_COOKIE,
+        max_age=auth.SESSION_MAX_AGE, same_site="lax", https_only=False,
+    )
+    install_error_handlers(app)
 
     from headwater.web.api import router as api_router
 
     app.include_router(api_router, prefix=API_PREFIX)
+    if with_metrics:
+        _mount_metrics(app)
     if with_ui:
         _mount_ui(app)
     return app
@@ -76,7 +94,7 @@ def _mount_ui(app: FastAPI) -> None:
     try:
         ui: Any = importlib.import_module("headwater.web.ui")
     except ModuleNotFoundError as exc:
-        if exc.name not in ("headwater.web.ui",):
+        if exc.name != "headwater.web.ui":
             raise
         return
     if getattr(ui, "router", None) is None:  # the UI package exists but is not finished
@@ -87,6 +105,19 @@ def _mount_ui(app: FastAPI) -> None:
     if static is not None:
         app.mount("/static", StaticFiles(directory=str(static)), name="static")
     app.include_router(ui.router)
+
+
+def _mount_metrics(app: FastAPI) -> None:
+    """``/metrics`` from ``headwater.monitoring`` (``mount_metrics(app)``) when it is there."""
+    try:
+        monitoring: Any = importlib.import_module("headwater.monitoring")
+    except ModuleNotFoundError as exc:
+        if exc.name != "headwater.monitoring":
+            raise
+        return
+    mount = getattr(monitoring, "mount_metrics", None)
+    if mount is not None:
+        mount(app)
 
 
 def _version() -> str:

@@ -10,6 +10,7 @@ from headwater.clock import Clock, SystemClock
 from headwater.settings import Settings
 
 if TYPE_CHECKING:
+    from headwater.ml.registry_sql import SqlModelRegistry
     from headwater.store.sql import SqlStore
 
 
@@ -27,6 +28,13 @@ class WebContext:
 
         self.settings.home.mkdir(parents=True, exist_ok=True)
         return open_store(self.settings.db_url, create=True)
+
+    @cached_property
+    def registry(self) -> SqlModelRegistry:
+        """The model registry in the same database, artifacts under ``$HEADWATER_HOME/models``."""
+        from headwater.ml.registry_sql import SqlModelRegistry
+
+        return SqlModelRegistry(self.store, self.settings.home / "models", clock=self.clock)
 
     def close(self) -> None:
         """Release the store's connections."""
