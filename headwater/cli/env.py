@@ -17,6 +17,7 @@ from headwater.errors import DagNotFoundError, TaskNotFoundError, UserError
 from headwater.settings import Settings
 
 if TYPE_CHECKING:
+    from headwater.orchestration.discovery import ParseSummary
     from headwater.orchestration.spec import DagSpec
     from headwater.store.base import DagRecord, DagRunRecord, MetadataStore
 
@@ -47,12 +48,12 @@ class Env:
         self.settings.home.mkdir(parents=True, exist_ok=True)
         return open_store(self.settings.db_url, create=True)
 
-    def refresh_dags(self, *, force: bool = False) -> None:
-        """Parse changed files of the DAG folder into the store."""
+    def refresh_dags(self, *, force: bool = False) -> ParseSummary:
+        """Parse changed files of the DAG folder into the store; what was parsed (for metrics)."""
         from headwater.orchestration.discovery import refresh
 
         self._fresh = True
-        refresh(self.store, self.settings.dags_folder, timeout=self.settings.dag_parse_timeout, force=force)
+        return refresh(self.store, self.settings.dags_folder, timeout=self.settings.dag_parse_timeout, force=force)
 
     def dag(self, dag_id: str) -> DagRecord:
         """The DAG with this id, after parsing changed files; a clear error if unknown."""

@@ -11,6 +11,7 @@ from headwater.cli.output import Col, console, say, seconds, state, table, when
 from headwater.errors import UserError
 
 if TYPE_CHECKING:
+    from headwater.monitoring.metrics import SchedulerMetrics
     from headwater.store.base import DagRunRecord
 
 pass_env = click.make_pass_decorator(Env)
@@ -165,24 +166,47 @@ def pools_delete(env: Env, name: str) -> None:
 @click.option("--executor", type=click.Choice(["local", "inline", "dask"]), default="local", show_default=True)
 @click.option("--dask-address", default=None,
               help="Dask scheduler for --executor dask, e.g. tcp://127.0.0.1:8786 (default: a local cluster).")
+@click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=None, metavar="PORT",
+              help="Serve Prometheus /metrics on 127.0.0.1:PORT (default $HEADWATER_METRICS_PORT; 0 or unset: off).")
 @pass_env
 def scheduler(env: Env, once: bool, until_idle: bool, parallelism: int | None, executor: str,
-              dask_address: str | None) -> None:
+              dask_address: str | None, metrics_port: int | None) -> None:
     """Create runs from schedules and run their tasks on worker processes (or a Dask cluster)."""
+    from headwater.monitoring.prometheus import metrics_port as resolve_port
+
+    port = resolve_port(metrics_port)
+    metrics = server = None
+    if port:
+        from headwater.monitoring.metrics import SchedulerMetrics, new_registry
+        from headwater.monitoring.prometheus import serve
+
+        metrics = SchedulerMetrics(new_registry())
+        server = serve(port, metrics.registry)  # before parsing: a port in use fails at once
+        say(f"scheduler: metrics on {server.url}")
+    try:
+        _run_scheduler(env, once, until_idle, parallelism, executor, dask_address, metrics)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _run_scheduler(env: Env, once: bool, until_idle: bool, parallelism: int | None, executor: str,
+                   dask_address: str | None, metrics: SchedulerMetrics | None) -> None:
     from rich.markup import escape
 
     from headwater.cli.running import make_executor, run_scheduler
     from headwater.orchestration.scheduler import SchedulerOptions
 
-    env.refresh_dags()
+    summary = env.refresh_dags()
+    if metrics is not None:
+        metrics.parsed(summary)
     opts = SchedulerOptions(once=once, until_idle=until_idle)
     say(f"scheduler: DAGs from {escape(str(env.settings.dags_folder))}, "
         f"state in {escape(_mask(env.settings.db_url))}")
     from headwater.cli.dags import _workers
 
     ex = make_executor(executor, _workers(executor, parallelism, dask_address, env), dask_address)
-    report = run_scheduler(env, ex, opts,
-                           description="scheduler")
+    report = run_scheduler(env, ex, opts, description="scheduler", metrics=metrics)
     for (dag_id, run_id), final in sorted(report.finished.items()):
         say(f"  {escape(dag_id)} {escape(run_id)}: {state(final.value)}")
     if report.stuck:

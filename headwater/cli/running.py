@@ -12,6 +12,7 @@ from headwater.cli.output import console
 if TYPE_CHECKING:
     from headwater.cli.env import Env
     from headwater.executor.base import Executor
+    from headwater.monitoring.metrics import SchedulerMetrics
     from headwater.orchestration.scheduler import Scheduler, SchedulerOptions, SchedulerReport
 
 
@@ -49,7 +50,7 @@ def _stop_on_signals(scheduler: Scheduler) -> Iterator[None]:
 
 def run_scheduler(
     env: Env, executor: Executor, options: SchedulerOptions, *, total_tasks: int | None = None,
-    description: str = "running",
+    description: str = "running", metrics: SchedulerMetrics | None = None,
 ) -> SchedulerReport:
     """Run a scheduler to its end; show progress on a terminal (never in a pipe).
 
@@ -61,7 +62,7 @@ def run_scheduler(
     refresh = env.refresh_dags if options.only_runs is None else None
     out = console()
     if not out.is_terminal:
-        scheduler = Scheduler(env.store, executor, env.settings, options, refresh_dags=refresh)
+        scheduler = Scheduler(env.store, executor, env.settings, options, refresh_dags=refresh, metrics=metrics)
         with _stop_on_signals(scheduler):
             return scheduler.run()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -81,7 +82,8 @@ def run_scheduler(
                 runs = len(s.report.finished)
                 progress.update(bar, status=f"{s.report.tries} task tries, {runs} run(s) finished")
 
-        scheduler = Scheduler(env.store, executor, env.settings, options, refresh_dags=refresh, on_step=on_step)
+        scheduler = Scheduler(env.store, executor, env.settings, options, refresh_dags=refresh, on_step=on_step,
+                              metrics=metrics)
         with _stop_on_signals(scheduler):
             report = scheduler.run()
         if total_tasks:

@@ -357,22 +357,36 @@ def stream() -> None:
 @click.option("--restart", is_flag=True, help="With --instances: start an instance again when it fails.")
 @click.option("--stop-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="With --instances: seconds to wait for instances to stop before killing them.")
+@click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=None, metavar="PORT",
+              help="Serve Prometheus /metrics on 127.0.0.1:PORT (instance i of N: PORT+i-1); "
+                   "default $HEADWATER_METRICS_PORT, 0 or unset: off.")
 @pass_env
-def stream_run(env: Env, target: str, instances: int, restart: bool, stop_timeout: float) -> None:
+def stream_run(env: Env, target: str, instances: int, restart: bool, stop_timeout: float,
+               metrics_port: int | None) -> None:
     """Run the stream app MODULE:APP (a StreamApp, or a function returning one) until SIGTERM/SIGINT.
 
     On a signal the app finishes its batch, flushes, commits and exits 0. With
-    --instances N, N child processes run it and this process supervises them.
+    --instances N, N child processes run it and this process supervises them. Every
+    instance writes its status to $HEADWATER_HOME/stream/apps/APP/ every 2 s (the web UI reads it).
     """
-    from headwater.cli.supervisor import Supervisor, child_command, load_app, run_one
+    from headwater.cli.supervisor import INSTANCE_VARIABLE, Supervisor, child_command, load_app, run_one
+    from headwater.monitoring.prometheus import PORT_VARIABLE
+    from headwater.monitoring.prometheus import metrics_port as resolve_port
 
     if instances == 1:
-        run_one(env.settings, target)
+        number = os.environ.get(INSTANCE_VARIABLE, "")
+        run_one(env.settings, target,
+                metrics_port=resolve_port(metrics_port, instance=int(number) if number.isdigit() else None))
         return
     if ":" not in target:
         load_app(target)  # the same one-line error as a single instance
+    base = resolve_port(metrics_port)
+    # Each child adds its instance number - 1 to the base port (see headwater.monitoring.prometheus).
+    child_env = {k: v for k, v in os.environ.items() if k != PORT_VARIABLE}
+    if base:
+        child_env[PORT_VARIABLE] = str(base)
     supervisor = Supervisor(child_command(target, debug=env.debug), instances, restart=restart,
-                            stop_timeout=stop_timeout)
+                            stop_timeout=stop_timeout, env=child_env)
     raise SystemExit(supervisor.run())
 
 

@@ -114,8 +114,13 @@ def load_app(target: str) -> StreamApp:
     raise UserError(f"{target} is a {type(obj).__name__}, not a StreamApp or a function that returns one")
 
 
-def run_one(settings: Settings, target: str) -> None:
-    """Pin math threads, load the app, run it until SIGTERM/SIGINT (then it drains and commits)."""
+def run_one(settings: Settings, target: str, *, metrics_port: int = 0) -> None:
+    """Pin math threads, load the app, run it until SIGTERM/SIGINT (then it drains and commits).
+
+    While it runs it writes status snapshots and, with ``metrics_port``, serves ``/metrics``
+    (:func:`headwater.monitoring.stream.monitored`).
+    """
+    from headwater.monitoring.stream import monitored
     from headwater.stream.connect import broker_label, open_broker
 
     try:
@@ -134,7 +139,11 @@ def run_one(settings: Settings, target: str) -> None:
     topics = ", ".join(app.topology.source_topics())
     say(f"{who}: group {app.group_id}, reading {topics} on {broker_label(broker)} (pid {os.getpid()})")
     try:
-        app.run(broker)
+        with monitored(app, settings, metrics_port=metrics_port,
+                       instance=int(instance) if instance and instance.isdigit() else None) as monitor:
+            if monitor.metrics_port:
+                say(f"{who}: metrics on http://127.0.0.1:{monitor.metrics_port}/metrics")
+            app.run(broker, monitor=monitor)
     finally:
         if own:
             broker.close()

@@ -24,10 +24,11 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headwater.clock import Clock, SystemClock
 from headwater.errors import InfrastructureError
@@ -39,6 +40,9 @@ from headwater.orchestration.schedules import DataInterval, timetable_for
 from headwater.orchestration.states import RunState, RunType, TaskState
 from headwater.settings import Settings
 from headwater.store.base import DagRecord, DagRunRecord, MetadataStore, UnitOfWork
+
+if TYPE_CHECKING:
+    from headwater.monitoring.metrics import SchedulerMetrics
 
 log = logging.getLogger("headwater.scheduler")
 
@@ -91,8 +95,9 @@ class Scheduler:
         options: SchedulerOptions | None = None,
         *,
         clock: Clock | None = None,
-        refresh_dags: Callable[[], None] | None = None,
+        refresh_dags: Callable[[], Any] | None = None,
         on_step: Callable[[Scheduler], None] | None = None,
+        metrics: SchedulerMetrics | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -101,6 +106,7 @@ class Scheduler:
         self.clock = clock or SystemClock()
         self.refresh_dags = refresh_dags
         self.on_step = on_step
+        self.metrics = metrics  # Prometheus (headwater.monitoring); None: nothing measured
         self.kernels: dict[RunKey, RunKernel] = {}
         self.report = SchedulerReport()
         self._records: dict[str, DagRecord] = {}
@@ -123,6 +129,7 @@ class Scheduler:
         self.executor.start()
         try:
             while not self._stop:
+                step_started = time.perf_counter()
                 self._maybe_sync()
                 now = self.clock.now()
                 if opts.only_runs is None and self._runs_due(now) and self._create_scheduled_runs(now):
@@ -137,6 +144,8 @@ class Scheduler:
                     break
                 if opts.max_seconds is not None and self.clock.monotonic() - started > opts.max_seconds:
                     break
+                if self.metrics is not None:
+                    self._measure_step(time.perf_counter() - step_started)
                 self._wait_and_apply()
                 if opts.once and not self.executor.running_keys():
                     break
@@ -158,7 +167,9 @@ class Scheduler:
         if self._job_id is not None:
             self.store.heartbeat(self._job_id, self.clock.now())
         if self.refresh_dags is not None and mono >= self._next_parse and self.options.only_runs is None:
-            self.refresh_dags()
+            summary = self.refresh_dags()
+            if self.metrics is not None:
+                self.metrics.parsed(summary)
             self._next_parse = mono + self.settings.min_file_process_interval
             self._records.clear()
         self._pools = {p.name: p.slots for p in self.store.list_pools()}
@@ -220,13 +231,16 @@ class Scheduler:
                 log.warning("adopting finished try %s from %s", key, path)
                 if ti.state is TaskState.QUEUED:
                     ti.state = TaskState.RUNNING
-                kernel.apply(event, now)
+                if kernel.apply(event, now):
+                    self._count_try(event)
                 self._remember_xcoms(event)
                 continue
             _kill_stale_worker(ti.pid, ti.hostname)
             reason = "orphaned: the scheduler or worker running this try died before it finished"
             log.warning("%s: %s", key, reason)
             kernel.fail_orphan(ti.task_id, now, reason)
+            if self.metrics is not None:
+                self.metrics.try_finished(key.dag_id, key.task_id, "failed", None)
 
     def _past_state_fn(self, run: DagRunRecord) -> Callable[[str], TaskState | None]:
         cache: dict[str, TaskState | None] = {}
@@ -408,6 +422,7 @@ class Scheduler:
             if kernel is None or not kernel.apply(event, now):
                 log.debug("ignored stale event %s %s", event.key, event.state)
                 continue
+            self._count_try(event)
             self._remember_xcoms(event)
             kernel.settle(now)
         self._commit(merge(k.drain() for k in self.kernels.values()))
@@ -428,6 +443,25 @@ class Scheduler:
         if soonest is not None:
             timeout = min(timeout, max(0.0, (soonest - now).total_seconds()))
         return timeout
+
+    # -- metrics (only with self.metrics)
+    def _count_try(self, event: TaskEvent) -> None:
+        """A try that ended (not the "running" event of its start) counts once, by its end state."""
+        if self.metrics is None or event.state == "running":
+            return
+        seconds = event.end - event.start if event.end is not None and event.start is not None else None
+        self.metrics.try_finished(event.key.dag_id, event.key.task_id, event.state, seconds)
+
+    def _measure_step(self, seconds: float) -> None:
+        assert self.metrics is not None
+        queued = running = 0
+        for kernel in self.kernels.values():
+            for ti in kernel.active():
+                if ti.state is TaskState.QUEUED:
+                    queued += 1
+                elif ti.state is TaskState.RUNNING:
+                    running += 1
+        self.metrics.step_done(seconds, queued=queued, running=running)
 
     # -- bookkeeping
     def _idle(self) -> bool:

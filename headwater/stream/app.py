@@ -37,7 +37,7 @@ from headwater.stream.broker import Broker
 from headwater.stream.dlq import dlq_topic
 from headwater.stream.dsl import SourceNode, Stream, StreamDefinitionError, Topology
 from headwater.stream.kernel import GUARANTEES, KernelConfig, StreamKernel
-from headwater.stream.metrics import StreamMetrics
+from headwater.stream.metrics import BatchMonitor, StreamMetrics
 from headwater.stream.serde import Json, Serde
 
 log = logging.getLogger("headwater.stream")
@@ -128,10 +128,13 @@ class StreamApp:
         """Finish the batch in flight, flush, commit and return from :meth:`run` (thread- and signal-safe)."""
         self._stopping.set()
 
-    def run(self, broker: Broker | None = None, *, stop_when_idle: bool = False, handle_signals: bool = True) -> None:
+    def run(self, broker: Broker | None = None, *, stop_when_idle: bool = False, handle_signals: bool = True,
+            monitor: BatchMonitor | None = None) -> None:
         """Process micro-batches until :meth:`stop`, SIGTERM or SIGINT, then commit and leave the group.
 
-        ``broker`` overrides the one given at construction. ``stop_when_idle`` returns once
+        ``broker`` overrides the one given at construction. ``monitor`` (e.g. a
+        :class:`headwater.monitoring.stream.StreamMonitor`) sees every batch: Prometheus
+        metrics and status snapshots; none by default. ``stop_when_idle`` returns once
         every assigned partition is read to its end (tests, catch-up jobs). With
         ``handle_signals`` (and in the main thread) SIGTERM and SIGINT ask for a graceful
         stop; a second signal acts as usual (KeyboardInterrupt or termination), which
@@ -155,7 +158,7 @@ class StreamApp:
             consumer_config=self.consumer_config,
             producer_config=self.producer_config,
         )
-        kernel = StreamKernel(self.topology, broker, config, self.metrics, stopping=self._stopping)
+        kernel = StreamKernel(self.topology, broker, config, self.metrics, stopping=self._stopping, monitor=monitor)
         opened = _open_steps(self.topology, broker)  # e.g. a reference table restores its changelog
         restore = self._install_signal_handlers() if handle_signals else _nothing
         try:

@@ -27,7 +27,7 @@ from headwater.stream.broker import Broker, Consumer, Producer, RecordBatch, Top
 from headwater.stream.chunk import Context, InputTable, Output
 from headwater.stream.dlq import dead_letter_output
 from headwater.stream.dsl import Topology
-from headwater.stream.metrics import MetricsRecorder
+from headwater.stream.metrics import BatchMonitor, MetricsRecorder
 
 log = logging.getLogger("headwater.stream")
 
@@ -85,11 +85,13 @@ class StreamKernel:
         *,
         stopping: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        monitor: BatchMonitor | None = None,
     ) -> None:
         self.topology = topology
         self.broker = broker
         self.config = config
         self.metrics = metrics
+        self.monitor = monitor
         self.stopping = stopping if stopping is not None else threading.Event()
         self._clock = clock
         self._consumer: Consumer | None = None
@@ -116,6 +118,7 @@ class StreamKernel:
         Raises on broker failures and app bugs, after closing without committing the batch
         that failed."""
         self._open()
+        monitor = self.monitor
         ok = False
         try:
             while not self.stopping.is_set():
@@ -124,14 +127,19 @@ class StreamKernel:
                 batches = self._collect(eager=stop_when_idle)
                 if batches:
                     started = self._clock()
-                    out, dead = self._process(batches)
+                    out, ctx = self._process(batches)
                     self.commit()
+                    seconds = self._clock() - started
                     self.metrics.batch_done(
                         records_in=sum(len(b) for b in batches),
                         records_out=out,
-                        dead_letters=dead,
-                        seconds=self._clock() - started,
+                        dead_letters=len(ctx.dead),
+                        seconds=seconds,
                     )
+                    if monitor is not None:
+                        monitor.batch_done(batches, out, ctx, seconds)
+                if monitor is not None:
+                    monitor.tick(self)  # also when idle: lag and heartbeats go on without records
             ok = True
         finally:
             self._close(ok)
@@ -208,7 +216,7 @@ class StreamKernel:
         batches, self._buffer = self._buffer, []
         return batches
 
-    def _process(self, batches: list[RecordBatch]) -> tuple[dict[str, int], int]:
+    def _process(self, batches: list[RecordBatch]) -> tuple[dict[str, int], Context]:
         """Apply the topology to one micro-batch and produce its outputs and dead letters (not flushed)."""
         ctx = Context(InputTable.from_batches(batches))
         self.topology.run(ctx)
@@ -231,7 +239,7 @@ class StreamKernel:
         for batch in batches:
             tp = batch.tp
             self._pending[tp] = max(self._pending.get(tp, 0), batch.next_offset)
-        return produced, len(ctx.dead)
+        return produced, ctx
 
     def commit(self) -> None:
         """Make the processed records' outputs durable, then move the group's offsets past them.
@@ -290,6 +298,21 @@ class StreamKernel:
             return False
         ends = self.broker.end_offsets(assigned)
         return all(consumer.position(tp) >= ends[tp] for tp in assigned)
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records not yet read, per assigned partition: end offset - the consumer's position.
+
+        One ``end_offsets`` call on the broker (a request on Kafka): call it every few seconds,
+        not per batch. Call it from the thread that runs the loop (consumers are not thread-safe).
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        assigned = consumer.assignment()
+        if not assigned:
+            return {}
+        ends = self.broker.end_offsets(assigned)
+        return {tp: max(0, ends.get(tp, 0) - consumer.position(tp)) for tp in assigned}
 
     def _close(self, ok: bool) -> None:
         """Commit (after a clean stop) or drop (after a failure) what is pending, then leave the group."""

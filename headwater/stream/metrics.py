@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from headwater.stream.broker import RecordBatch
+    from headwater.stream.chunk import Context
+    from headwater.stream.kernel import StreamKernel
 
 # Upper bounds (seconds) of the latency histogram, Prometheus-style (cumulative, then +Inf).
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
@@ -26,6 +31,20 @@ class MetricsRecorder(Protocol):
 
     def committed(self, *, partitions: int) -> None:
         """Offsets of ``partitions`` partitions committed."""
+        ...
+
+
+class BatchMonitor(Protocol):
+    """An optional watcher of the kernel (``headwater.monitoring.stream.StreamMonitor``): Prometheus
+    metrics and status snapshots. Called in the kernel's thread, once per batch and once per loop."""
+
+    def batch_done(self, batches: list[RecordBatch], records_out: Mapping[str, int], ctx: Context,
+                   seconds: float) -> None:
+        """One micro-batch committed: its input batches, outputs by topic, its context (dead letters)."""
+        ...
+
+    def tick(self, kernel: StreamKernel) -> None:
+        """After each turn of the loop, with or without a batch (must be cheap: throttle what is not)."""
         ...
 
 

@@ -27,6 +27,7 @@ import polars as pl
 from headwater.clock import Clock
 from headwater.errors import UserError
 from headwater.ml.scoring import DEFAULT_RELOAD_INTERVAL, ModelFollower, Scorer, ScorerSetupError
+from headwater.monitoring import hooks
 from headwater.stream.chunk import Chunk, Context, isolate
 from headwater.stream.steps import BatchStep
 
@@ -128,6 +129,7 @@ class Predict(BatchStep):
             pl.Series(self.output, predictions),
             pl.lit(scorer.label, dtype=pl.String).alias(self.version_column),
         )
+        hooks.predictions(self.name, scorer.label, predictions)  # the prediction histogram, once per chunk
         return part.with_frame(out, None)
 
     def transform(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[int] | None]:

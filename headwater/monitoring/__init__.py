@@ -1,0 +1,17 @@
+"""Monitoring: Prometheus metrics of the scheduler and stream apps, and stream-app status snapshots.
+
+- :mod:`headwater.monitoring.metrics`: every metric headwater exports (names, kinds, labels)
+  and the objects that record them, on a registry per process.
+- :mod:`headwater.monitoring.prometheus`: ``/metrics`` over HTTP on 127.0.0.1
+  (:func:`~headwater.monitoring.prometheus.serve`) or as an ASGI app for the web server
+  (:func:`~headwater.monitoring.prometheus.metrics_app`).
+- :mod:`headwater.monitoring.stream`: :class:`~headwater.monitoring.stream.StreamMonitor`, what
+  a running stream app reports through (metrics, lag, status snapshots).
+- :mod:`headwater.monitoring.status`: the snapshot files and
+  :func:`~headwater.monitoring.status.read_app_statuses` for the UI.
+- :mod:`headwater.monitoring.hooks`: what stream steps call (predictions, data-check
+  violations, drift alerts): no-ops unless a monitor is active.
+
+Nothing here is imported by ``import headwater``; prometheus-client is imported only by
+the modules that serve or define metrics.
+"""
