@@ -17,11 +17,11 @@ import msgspec
 import pytest
 
 from headwater.stream.app import StreamApp
-from headwater.stream.broker import Broker, TopicNotFoundError, TopicPartition
+from headwater.stream.broker import Broker, BrokerError, TopicNotFoundError, TopicPartition
 from headwater.stream.dlq import DeadLetterRecord
 from headwater.stream.log import EmbeddedBroker
 from headwater.stream.memory import MemoryBroker
-from headwater.stream.tables import ReferenceTable
+from headwater.stream.tables import ReferenceTable, TableFollowerError
 from headwater.stream.testing import run_app
 
 ZIPS = [{"zipcode": "98101", "city": "Seattle"}, {"zipcode": "98052", "city": "Redmond"}]
@@ -66,7 +66,7 @@ def _send(broker: Broker, topic: str, *values: Any, key: bytes | None = None) ->
 
 
 @contextmanager
-def _running(app: StreamApp, broker: Broker) -> Iterator[None]:
+def _running(app: StreamApp, broker: Broker) -> Iterator[threading.Thread]:
     """``app`` running in a thread; stopped (drain, commit) on exit, its error re-raised."""
     errors: list[BaseException] = []
 
@@ -79,7 +79,7 @@ def _running(app: StreamApp, broker: Broker) -> Iterator[None]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        yield
+        yield thread
     finally:
         app.stop()
         thread.join(60)
@@ -217,3 +217,61 @@ def test_a_table_filled_only_by_its_changelog_with_tombstones() -> None:
     result = run_app(app, {"houses": [{"zipcode": 98101}, {"zipcode": 98004}]}, broker=broker)
 
     assert [r["city"] for r in result.values("out")] == ["Seattle", None]
+
+
+def test_one_table_shared_by_two_enrich_steps_follows_once_and_stops_with_the_app() -> None:
+    broker = MemoryBroker()
+    _topics(broker, "houses", "cdc", "cheap", "dear")
+    _send(broker, "cdc", {"op": "upsert", "key": "98101", "value": {"city": "Seattle (v2)"}})
+    table = ReferenceTable("zipcodes", ZIPS, key="zipcode", changelog="cdc")
+    app = StreamApp("pricing")
+    cheap, dear = app.stream("houses").branch(lambda h: h["price"] < 500)
+    cheap.enrich(table, columns=["city"]).to("cheap")
+    dear.enrich(table, columns=["city"], prefix="zip_").to("dear")
+
+    result = run_app(app, {"houses": [{"zipcode": "98101", "price": 1}, {"zipcode": "98052", "price": 900}]},
+                     broker=broker)
+
+    assert result.values("cheap") == [{"zipcode": "98101", "price": 1, "city": "Seattle (v2)"}]
+    assert result.values("dear") == [{"zipcode": "98052", "price": 900, "zip_city": "Redmond"}]
+    assert not table.following
+
+
+class _FailingBroker(MemoryBroker):
+    """A MemoryBroker whose readers of ``cdc`` (the table's) fail once ``fail`` is set: a lost changelog."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = threading.Event()
+
+    def consumer(self, group_id: str | None = None, **kw: Any) -> Any:
+        consumer = super().consumer(group_id, **kw)
+        if group_id is None:
+            real = consumer.poll_batch
+
+            def poll_batch(max_records: int = 10_000, timeout: float = 1.0) -> Any:
+                if self.fail.is_set() and any(tp.topic == "cdc" for tp in consumer.assignment()):
+                    raise BrokerError("the changelog went away")
+                return real(max_records, timeout)
+
+            consumer.poll_batch = poll_batch  # type: ignore[method-assign]
+        return consumer
+
+
+def test_a_table_that_stops_following_stops_the_app_instead_of_serving_stale_rows() -> None:
+    broker = _FailingBroker()
+    _topics(broker, "houses", "cdc", "out")
+    table = ReferenceTable("zipcodes", ZIPS, key="zipcode", changelog="cdc")
+    app = StreamApp("pricing", max_batch_latency=0.01)
+    app.stream("houses").enrich(table).to("out")
+
+    with pytest.raises(TableFollowerError, match="the changelog went away"), _running(app, broker) as thread:
+        _send(broker, "houses", {"zipcode": "98101"})
+        _wait(lambda: len(_values(broker, "out")) == 1, "the first record")
+        broker.fail.set()
+        _wait(lambda: table.error is not None, "the follower to fail")
+        _send(broker, "houses", {"zipcode": "98052"})
+        _wait(lambda: not thread.is_alive(), "the app to stop on its own")
+
+    assert len(_values(broker, "out")) == 1
+    assert [lag.committed for lag in broker.group_lag("pricing", ["houses"])] == [1]  # the failed batch is not

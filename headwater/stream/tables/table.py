@@ -107,6 +107,7 @@ class ReferenceTable:
         self.counts = {"upserts": 0, "deletes": 0, "rejected": 0}
         self._reader = ChangelogReader(keys, self.schema)
         self._cond = threading.Condition()
+        self._starting = threading.Lock()
         self._current = Version(0, self._baseline)
         self._positions: dict[TopicPartition, int] = {}
         self._pins: OrderedDict[int, tuple[object, Version]] = OrderedDict()
@@ -175,6 +176,10 @@ class ReferenceTable:
         """
         if self.changelog is None:
             return
+        with self._starting:  # two apps starting one table at once share one follower
+            self._start(broker)
+
+    def _start(self, broker: Broker | None) -> None:
         with self._cond:
             if self._follower is not None:
                 self._users += 1
@@ -211,14 +216,14 @@ class ReferenceTable:
 
     def stop(self) -> None:
         """Stop following the changelog (after the last :meth:`start` caller stops); the rows stay."""
-        with self._cond:
+        with self._starting, self._cond:
             if self._follower is None:
                 return
             self._users -= 1
             if self._users > 0:
                 return
             follower, self._follower = self._follower, None
-        follower.stopping.set()
+            follower.stopping.set()
         follower.join()
 
     @property
