@@ -1,4 +1,4 @@
-"""``headwater scheduler --metrics-port``: a real scheduler process, /metrics scraped over HTTP, compared with the store."""
+"""``headwater scheduler --metrics-port``: a real scheduler, /metrics scraped over HTTP, compared with the store."""
 
 from __future__ import annotations
 
