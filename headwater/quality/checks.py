@@ -169,6 +169,7 @@ class ProfileChecks:
         self.vocabulary = self._vocabularies(known, categorical, vocabulary or {})
         self._entries = {name: known[name] for name in self.columns}
         self._dtypes = {name: dtypes[name] for name in self.columns}
+        self._cache: dict[tuple[tuple[str, pl.DataType], ...], list[_Check]] = {}
 
     # -- configuration --------------------------------------------------------------
 
@@ -209,7 +210,16 @@ class ProfileChecks:
     # -- checking -------------------------------------------------------------------
 
     def _checks(self, schema: Mapping[str, pl.DataType]) -> list[_Check]:
-        """The per-row violation expressions for a frame of this schema."""
+        """The per-row violation expressions for a frame of this schema (kept: a topic's batches share one)."""
+        key = tuple(schema.items())
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) >= 16:  # schemas vary (a text value in a numeric field): keep a few
+                self._cache.clear()
+            found = self._cache[key] = self._build(schema)
+        return found
+
+    def _build(self, schema: Mapping[str, pl.DataType]) -> list[_Check]:
         every_row = pl.int_range(pl.len()) >= 0  # a literal alone would give one row, not one per row
         checks: list[_Check] = []
         for name in self.columns:
@@ -250,11 +260,16 @@ class ProfileChecks:
         if not checks:
             out = frame.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias(column))
             return CheckResult(out, summary, column)
-        flags = frame.select([c.when.fill_null(False).alias(str(i)) for i, c in enumerate(checks)])
+        # "& every_row": a check that reduced to a literal (an all-null column) still gives one value per row.
+        every_row = pl.int_range(pl.len()) >= 0
+        flags = frame.select([(c.when & every_row).fill_null(False).alias(str(i)) for i, c in enumerate(checks)])
         counts = flags.sum().row(0)
         for c, n in zip(checks, counts, strict=True):
             if n:
                 summary.counts.setdefault(c.kind, {})[c.column] = int(n)
+        if not any(counts):  # the usual batch: no list building
+            empty = pl.lit([], dtype=pl.List(pl.String)).alias(column)
+            return CheckResult(frame.with_columns(empty), summary, column)
         codes = pl.concat_list([
             pl.when(pl.col(str(i))).then(pl.lit(c.code)).otherwise(pl.lit(None, dtype=pl.String))
             for i, c in enumerate(checks)

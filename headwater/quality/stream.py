@@ -40,8 +40,10 @@ from typing import Any
 
 import polars as pl
 
+from headwater.clock import Clock
 from headwater.quality.checks import KINDS, CheckConfigError, CheckSummary, DataCheckError, ProfileChecks
-from headwater.quality.drift import DriftMonitor
+from headwater.quality.drift import DriftConfigError, DriftMonitor
+from headwater.quality.source import Fixed, Follow
 from headwater.stream.chunk import Chunk, Context, isolate
 from headwater.stream.dsl import Node
 from headwater.stream.steps import Step
@@ -69,16 +71,32 @@ def policy_per_kind(policy: str | Mapping[str, str]) -> dict[str, str]:
     return given
 
 
-def as_checks(source: Any, options: Mapping[str, Any]) -> ProfileChecks:
-    """ProfileChecks from ready checks, a profile document, or a model version (``.profile``, ``.signature``)."""
+def _checks_of(source: Any, options: Mapping[str, Any]) -> ProfileChecks:
+    if hasattr(source, "profile") and hasattr(source, "signature"):
+        return ProfileChecks(source.profile, **{"signature": source.signature, **options})
+    return ProfileChecks(source, **options)
+
+
+def as_checks(
+    source: Any, options: Mapping[str, Any], *, registry: Any = None, reload_interval: float = 5.0,
+    clock: Clock | None = None,
+) -> Fixed[ProfileChecks] | Follow[ProfileChecks]:
+    """Checks from ready ProfileChecks, a profile document, a model version, or a registry reference (followed)."""
     if isinstance(source, ProfileChecks):
         if options:
             raise CheckConfigError(f"check(): options {sorted(options)} given with ready ProfileChecks",
                                    hint="pass them to ProfileChecks(...) instead")
-        return source
-    if hasattr(source, "profile") and hasattr(source, "signature"):
-        return ProfileChecks(source.profile, **{"signature": source.signature, **options})
-    return ProfileChecks(source, **options)
+        return Fixed(source)
+    if isinstance(source, str):
+        _reload_interval(reload_interval)
+        return Follow(source, lambda mv: _checks_of(mv, options), registry=registry, reload_interval=reload_interval,
+                      clock=clock)
+    return Fixed(_checks_of(source, options))
+
+
+def _reload_interval(seconds: Any) -> None:
+    if not isinstance(seconds, int | float) or seconds < 0:
+        raise CheckConfigError(f"reload_interval must be seconds >= 0, got {seconds!r}")
 
 
 class Check(Step):
@@ -86,10 +104,10 @@ class Check(Step):
 
     kind = "check"
 
-    def __init__(self, name: str, checks: ProfileChecks, *, policy: str | Mapping[str, str] = "flag",
-                 column: str = "data_checks") -> None:
+    def __init__(self, name: str, checks: ProfileChecks | Fixed[ProfileChecks] | Follow[ProfileChecks], *,
+                 policy: str | Mapping[str, str] = "flag", column: str = "data_checks") -> None:
         super().__init__(name)
-        self.checks = checks
+        self.source = Fixed(checks) if isinstance(checks, ProfileChecks) else checks
         self.policy = policy_per_kind(policy)
         self.column = column
         # Only when some kind is flagged do records get the column; with dead_letter alone the
@@ -101,16 +119,26 @@ class Check(Step):
         self.rows_flagged = 0
         self.rows_dead_lettered = 0
 
+    @property
+    def checks(self) -> ProfileChecks | None:
+        """The checks in use (None before the first batch when following a registry reference)."""
+        return self.source.built
+
     def apply(self, chunk: Chunk, ctx: Context) -> list[Chunk]:
+        # Taken outside isolate(): a profile that cannot be used stops the app, it is not bad data.
+        checks = self.source.get()
+
         def run(part: Chunk) -> Chunk:
             framed = part.as_frame()
             assert framed.frame is not None
-            result = self.checks.check(framed.frame, column=self.column)
-            return self._route(part, result.frame, result.summary, ctx)
+            result = checks.check(framed.frame, column=self.column)
+            return self._route(part, result.frame, result.summary, checks, ctx)
 
         return [out for out in isolate(chunk, run, ctx, self.name) if len(out)]
 
-    def _route(self, part: Chunk, checked: pl.DataFrame, summary: CheckSummary, ctx: Context) -> Chunk:
+    def _route(
+        self, part: Chunk, checked: pl.DataFrame, summary: CheckSummary, checks: ProfileChecks, ctx: Context
+    ) -> Chunk:
         codes = checked.get_column(self.column)
         dead_mask = pl.Series([False] * checked.height)
         if self._dead_kinds and summary.rows_with_violations:
@@ -121,7 +149,7 @@ class Check(Step):
         for i in dead:
             row = checked.row(i, named=True)
             ctx.dead_letter(part.src[i], self.name, DataCheckError(
-                f"record fails data checks against the training profile: {self.checks.explain(row, row[self.column])}"
+                f"record fails data checks against the training profile: {checks.explain(row, row[self.column])}"
                 f" [{', '.join(row[self.column])}]"))
         with self._lock:
             self.summary.add(summary)
@@ -141,9 +169,14 @@ class Check(Step):
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"kind": "check", "rows_checked": self.summary.rows, "rows_flagged": self.rows_flagged,
-                    "rows_dead_lettered": self.rows_dead_lettered,
-                    "violations": {k: dict(v) for k, v in self.summary.counts.items()}}
+            return {
+                "kind": "check",
+                "model_version": self.source.version,
+                "rows_checked": self.summary.rows,
+                "rows_flagged": self.rows_flagged,
+                "rows_dead_lettered": self.rows_dead_lettered,
+                "violations": {k: dict(v) for k, v in self.summary.counts.items()},
+            }
 
 
 class DriftNode(Node):
@@ -152,18 +185,26 @@ class DriftNode(Node):
     kind = "monitor_drift"
     ports = 2
 
-    def __init__(self, name: str, parent: tuple[Node, int], monitor: DriftMonitor) -> None:
+    def __init__(
+        self, name: str, parent: tuple[Node, int], monitor: DriftMonitor | Fixed[DriftMonitor] | Follow[DriftMonitor]
+    ) -> None:
         super().__init__(name, [parent])
-        self.monitor = monitor
+        self.source = Fixed(monitor) if isinstance(monitor, DriftMonitor) else monitor
+
+    @property
+    def monitor(self) -> DriftMonitor | None:
+        """The monitor in use (None before the first batch when following a registry reference)."""
+        return self.source.built
 
     def run(self, inputs: list[list[Chunk]], ctx: Context) -> list[list[Chunk]]:
+        monitor = self.source.get() if inputs[0] else self.source.built
         passed: list[Chunk] = []
         alerts: list[Chunk] = []
         for chunk in inputs[0]:
             # Rows that cannot form a frame alone are dead-lettered by isolate(); the rest go on.
             for framed in isolate(chunk, lambda c: c.as_frame(), ctx, self.name):
-                assert framed.frame is not None
-                found = self.monitor.observe_rows(framed.frame)
+                assert framed.frame is not None and monitor is not None
+                found = monitor.observe_rows(framed.frame)
                 if found:
                     rows = [alert | {"step": self.name} for _, alert in found]
                     alerts.append(Chunk([framed.src[i] for i, _ in found], rows=rows,
@@ -172,7 +213,10 @@ class DriftNode(Node):
         return [passed, alerts]
 
     def snapshot(self) -> dict[str, Any]:
-        return {"kind": "drift", **self.monitor.snapshot()}
+        monitor = self.source.built
+        counters = monitor.snapshot() if monitor is not None else {
+            "window_size": 0, "evaluations": 0, "alerts": 0, "alerting": [], "last": {}}
+        return {"kind": "drift", "model_version": self.source.version, **counters}
 
 
 def quality_metrics(app: Any) -> dict[str, dict[str, Any]]:
@@ -187,14 +231,23 @@ def quality_metrics(app: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def drift_monitor(profile: Any, options: Mapping[str, Any]) -> DriftMonitor:
-    """A DriftMonitor from a ready one, a profile document, or a model version (``.profile``, ``.signature``)."""
+def drift_monitor(
+    profile: Any, options: Mapping[str, Any], *, registry: Any = None, reload_interval: float = 5.0,
+) -> Fixed[DriftMonitor] | Follow[DriftMonitor]:
+    """A DriftMonitor from a ready one, a profile document, a model version, or a registry reference (followed)."""
     if isinstance(profile, DriftMonitor):
         if options:
-            raise CheckConfigError(f"monitor_drift(): options {sorted(options)} given with a ready DriftMonitor",
+            raise DriftConfigError(f"monitor_drift(): options {sorted(options)} given with a ready DriftMonitor",
                                    hint="pass them to DriftMonitor(...) instead")
-        return profile
-    if hasattr(profile, "profile") and hasattr(profile, "signature"):
-        return DriftMonitor(profile.profile, **{"signature": profile.signature, **options})
-    return DriftMonitor(profile, **options)
+        return Fixed(profile)
+    if isinstance(profile, str):
+        _reload_interval(reload_interval)
+        return Follow(profile, lambda mv: _monitor_of(mv, options), registry=registry,
+                      reload_interval=reload_interval, clock=options.get("clock"))
+    return Fixed(_monitor_of(profile, options))
 
+
+def _monitor_of(source: Any, options: Mapping[str, Any]) -> DriftMonitor:
+    if hasattr(source, "profile") and hasattr(source, "signature"):
+        return DriftMonitor(source.profile, **{"signature": source.signature, **options})
+    return DriftMonitor(source, **options)

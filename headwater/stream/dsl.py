@@ -308,21 +308,29 @@ class Stream:
         *,
         policy: str | Mapping[str, str] = "flag",
         column: str = "data_checks",
+        registry: Any = None,
+        reload_interval: float = 5.0,
+        clock: Any = None,
         name: str | None = None,
         **options: Any,
     ) -> Stream:
-        """Check every record against a training profile (``ModelVersion.profile``, a model version, or ProfileChecks).
+        """Check every record against a training profile: a model reference, a profile, a model version or checks.
 
-        Violations are ``"kind:column"`` codes, kinds ``missing``, ``type``, ``null``, ``range``
-        and ``unseen``. ``policy`` (one for all kinds, or kind -> policy, unnamed kinds flagged):
-        ``"flag"`` lets the record go on with its codes in ``column`` (a list, empty when
-        clean), ``"dead_letter"`` sends it to the dead letters with the reason. ``options`` go
-        to :class:`~headwater.quality.checks.ProfileChecks` (``signature``, ``columns``,
+        ``profile_or_checks``: ``"house_prices@champion"`` (the profile and signature of the
+        version it points to, resolved through ``registry`` on the first batch and followed
+        every ``reload_interval`` seconds, timed by ``clock``), a profile document
+        (``ModelVersion.profile``), a ``ModelVersion``, or ready
+        :class:`~headwater.quality.checks.ProfileChecks`. Violations are ``"kind:column"``
+        codes, kinds ``missing``, ``type``, ``null``, ``range`` and ``unseen``. ``policy``
+        (one for all kinds, or kind -> policy, unnamed kinds flagged): ``"flag"`` lets the
+        record go on with its codes in ``column`` (a list, empty when clean),
+        ``"dead_letter"`` sends it to the dead letters with the reason. ``options`` go to
+        :class:`~headwater.quality.checks.ProfileChecks` (``signature``, ``columns``,
         ``categorical``, ``vocabulary``, ``tolerance``, ``skip``). See :mod:`headwater.quality.stream`.
         """
         from headwater.quality.stream import Check, as_checks
 
-        checks = as_checks(profile_or_checks, options)
+        checks = as_checks(profile_or_checks, options, registry=registry, reload_interval=reload_interval, clock=clock)
         return self.then(Check(name or "check", checks, policy=policy, column=column))
 
     def monitor_drift(
@@ -333,11 +341,15 @@ class Stream:
         window: int = 1000,
         every: int | None = 100,
         thresholds: Mapping[str, Any] | None = None,
+        registry: Any = None,
+        reload_interval: float = 5.0,
         name: str | None = None,
         **options: Any,
     ) -> Stream:
         """Pass records on unchanged; write drift alerts against the training ``profile`` to ``alerts_topic``.
 
+        ``profile``: as for :meth:`check` (a model reference is followed; a new version
+        starts a new window), or a ready :class:`~headwater.quality.drift.DriftMonitor`.
         Over the last ``window`` records, evaluated every ``every`` records: PSI per feature
         (default threshold 0.2) and, when given thresholds, mean/median shifts. ``options``
         go to :class:`~headwater.quality.drift.DriftMonitor` (``features``, ``signature``,
@@ -345,10 +357,14 @@ class Stream:
         ``cooldown_seconds``, ``clock``, ``version_column``). Alerts are JSON records keyed
         by feature. See :mod:`headwater.quality.drift` and :mod:`headwater.quality.stream`.
         """
+        from headwater.quality.drift import DriftMonitor
         from headwater.quality.stream import DriftNode, drift_monitor
 
         validate_topic_name(alerts_topic)
-        monitor = drift_monitor(profile, {"window": window, "every": every, "thresholds": thresholds, **options})
+        given = {"window": window, "every": every, "thresholds": thresholds, **options}
+        if isinstance(profile, DriftMonitor):  # a ready monitor carries its own settings
+            given = options
+        monitor = drift_monitor(profile, given, registry=registry, reload_interval=reload_interval)
         node = self._topology.add(DriftNode(name or "monitor_drift", (self._node, self._port), monitor))
         Stream(self._topology, node, 1).to(alerts_topic, value=Json(), key=Str())
         return Stream(self._topology, node, 0)

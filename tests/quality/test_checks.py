@@ -150,3 +150,9 @@ def test_not_a_profile_is_refused_with_a_hint() -> None:
     with pytest.raises(CheckConfigError) as caught:
         ProfileChecks({"sqft": 1})
     assert "ModelVersion.profile" in (caught.value.hint or "")
+
+
+def test_a_column_null_in_the_whole_batch_gives_one_answer_per_row(prof: dict[str, Any]) -> None:
+    frame = pl.DataFrame({"sqft": [None, None, None]})  # dtype Null: every check reduces to a literal
+    assert _codes(frame, ProfileChecks(prof, columns=["sqft"])) == [["null:sqft"]] * 3
+    assert _codes(frame, ProfileChecks(prof, columns=["sqft"], skip=["null"])) == [[]] * 3

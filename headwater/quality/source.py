@@ -1,0 +1,86 @@
+"""Where a quality step gets its training profile: given as is, or a registered model followed by reference.
+
+``Stream.check("house_prices@champion")`` and ``Stream.monitor_drift("house_prices@champion",
+...)`` resolve the reference through the registry on the first batch (declaring an app does
+no I/O), build their checks or monitor from that version's ``profile`` and ``signature``,
+and resolve it again at most every ``reload_interval`` seconds between batches, like
+``Stream.predict``: when the alias moved, the new version's profile is used from then on
+(a drift monitor starts a new window, since the old one was judged against another
+profile). A new version whose profile cannot be used (a column named in the options is
+gone) is logged and the step keeps the one it has; a first version that cannot be used
+stops the app with the reason, as a model that cannot load does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from headwater.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Fixed(Generic[T]):
+    """A profile-based object built once, at declaration."""
+
+    def __init__(self, built: T) -> None:
+        self.built: T | None = built
+        self.version: str | None = None
+
+    def get(self) -> T:
+        assert self.built is not None
+        return self.built
+
+
+class Follow(Generic[T]):
+    """A profile-based object rebuilt from the version a registry reference points to (module docstring)."""
+
+    def __init__(
+        self, ref: str, build: Callable[[Any], T], *, registry: Any = None, reload_interval: float = 5.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.ref = ref
+        self._build = build
+        self._registry = registry
+        self.reload_interval = reload_interval
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self.built: T | None = None
+        self.version: str | None = None
+        self._checked_at = 0.0
+
+    def _registry_or_default(self) -> Any:
+        if self._registry is None:
+            from headwater.ml.registry_sql import open_registry
+            from headwater.settings import Settings
+
+            self._registry = open_registry(Settings.from_env())
+        return self._registry
+
+    def get(self) -> T:
+        with self._lock:
+            now = self._clock.monotonic()
+            if self.built is None:
+                mv = self._registry_or_default().resolve(self.ref)
+                self.built, self.version, self._checked_at = self._build(mv), mv.ref, now
+            elif now - self._checked_at >= self.reload_interval:
+                self._checked_at = now
+                self._maybe_switch()
+            return self.built
+
+    def _maybe_switch(self) -> None:
+        try:
+            mv = self._registry_or_default().resolve(self.ref)
+            if mv.ref == self.version:
+                return
+            built = self._build(mv)
+        except Exception as exc:  # a running app keeps checking with the profile it has
+            log.warning("profile of %s: could not switch from %s: %s", self.ref, self.version, exc)
+            return
+        log.info("profile of %s: now %s (was %s)", self.ref, mv.ref, self.version)
+        self.built, self.version = built, mv.ref
