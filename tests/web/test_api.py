@@ -345,8 +345,14 @@ def test_unknown_models_and_versions_are_404s(api: TestClient) -> None:
 def test_streams_show_topics_groups_lag_and_dead_letters(api: TestClient, web_home: WebHome) -> None:
     from headwater.stream.broker import TopicPartition
     from headwater.stream.connect import open_broker
-    from headwater.stream.dlq import ERROR_MESSAGE, ERROR_STEP, ERROR_TYPE, SOURCE_OFFSET, SOURCE_PARTITION, \
-        SOURCE_TOPIC
+    from headwater.stream.dlq import (
+        ERROR_MESSAGE,
+        ERROR_STEP,
+        ERROR_TYPE,
+        SOURCE_OFFSET,
+        SOURCE_PARTITION,
+        SOURCE_TOPIC,
+    )
 
     assert api.get("/api/v1/streams").json()["topics"] == []
     broker = open_broker(web_home.settings)
@@ -354,7 +360,8 @@ def test_streams_show_topics_groups_lag_and_dead_letters(api: TestClient, web_ho
         broker.create_topic("houses", partitions=2)
         broker.create_topic("scorer.dlq")
         producer = broker.producer()
-        producer.produce_batch("houses", [b'{"rooms": %d}' % i for i in range(10)], partitions=[i % 2 for i in range(10)])
+        values = [b'{"rooms": %d}' % i for i in range(10)]
+        producer.produce_batch("houses", values, partitions=[i % 2 for i in range(10)])
         for offset, value in enumerate([b"not json", b"\xff\xfe"]):
             producer.produce("scorer.dlq", value, key=b"k%d" % offset, headers=(
                 (ERROR_TYPE, b"msgspec.DecodeError"), (ERROR_MESSAGE, b"JSON is malformed <b>"),
