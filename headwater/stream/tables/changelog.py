@@ -37,6 +37,7 @@ UPSERT_OPS = frozenset({"upsert", "insert", "update"})
 DELETE_OPS = frozenset({"delete"})
 _SCALARS = (str, int, float, bool)
 _NESTED = (pl.List, pl.Array, pl.Struct)
+_DELETE = "__headwater_delete"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ class ChangeSet:
 class _Op:
     seq: int
     delete: bool
-    row: dict[str, Any]  # key columns (+ the other columns for an upsert)
+    row: dict[str, Any]  # key columns (+ the other columns for an upsert; fields outside the schema ignored)
     where: tuple[str, int, int, bytes | None, bytes | None]
 
 
@@ -93,11 +94,9 @@ class ChangelogReader:
                 ops.append(self._parse(seq, where))
             except _Reject as exc:
                 rejected.append(Rejection(*where[:3], str(exc), key=where[3], value=where[4]))
-        typed, bad = self._typed(ops)
-        for op, reason in bad:
-            rejected.append(Rejection(*op.where[:3], reason, key=op.where[3], value=op.where[4]))
-        rejected.sort(key=lambda r: (r.topic, r.partition, r.offset))
-        return self._last_per_key(typed, rejected)
+        changes = self._changes(ops)
+        changes.rejected = sorted(rejected + changes.rejected, key=lambda r: (r.topic, r.partition, r.offset))
+        return changes
 
     # -- one record -------------------------------------------------------------------
 
@@ -126,7 +125,7 @@ class ChangelogReader:
         value = doc.get("value")
         if not isinstance(value, dict):
             raise _Reject(f"an {op!r} record needs \"value\": an object of the row's columns, got {value!r}")
-        return _Op(seq, False, {**{c: value.get(c) for c in self.schema}, **key}, where)
+        return _Op(seq, False, value | key, where)  # fields outside the schema are never read
 
     def _record_key(self, raw_key: bytes) -> Any:
         try:
@@ -156,59 +155,60 @@ class ChangelogReader:
                 f"a record without \"op\" is read as a plain row, and this one has no {', '.join(absent)} "
                 "(the table's key)"
             )
-        return {c: doc.get(c) for c in self.schema}
+        return doc
 
-    # -- types, vectorised per column ----------------------------------------------------
+    # -- types and last change per key, vectorised per column -----------------------------
 
-    def _typed(self, ops: list[_Op]) -> tuple[list[tuple[_Op, dict[str, Any]]], list[tuple[_Op, str]]]:
-        """Cast every op's columns to the schema; ops with a value that does not fit are rejected."""
+    def _changes(self, ops: list[_Op]) -> ChangeSet:
+        """Cast every op's columns to the schema (ops with a value that does not fit are rejected),
+        then keep the last change of each key."""
+        key = list(self.key)
+        key_schema = {c: self.schema[c] for c in key}
         if not ops:
-            return [], []
-        reasons: dict[int, str] = {}
-        cast: dict[str, list[Any]] = {}
+            return ChangeSet(pl.DataFrame(schema=self.schema), pl.DataFrame(schema=key_schema))
+        only_deletes = all(op.delete for op in ops)
+        bad: dict[int, str] = {}
+        columns: list[pl.Series] = []
         for column, dtype in self.schema.items():
+            if only_deletes and column not in self.key:
+                continue
             values = [op.row.get(column) for op in ops]
-            if column not in self.key and all(op.delete for op in ops):
-                continue
-            nested = isinstance(dtype, _NESTED)
-            for i, v in enumerate(values):
-                if v is not None and not nested and not isinstance(v, _SCALARS):
-                    reasons.setdefault(i, f"column {column!r}: {v!r} is not a {dtype}")
-                    values[i] = None
-            try:
-                series = pl.Series(column, values, strict=False).cast(dtype, strict=False)
-            except Exception as exc:  # values Polars cannot hold in one column at all
-                for i in range(len(ops)):
-                    reasons.setdefault(i, f"column {column!r}: values do not fit {dtype}: {exc}")
-                continue
-            lost = series.is_null().to_list()
-            for i, (v, gone) in enumerate(zip(values, lost, strict=True)):
-                if gone and v is not None:
-                    reasons.setdefault(i, f"column {column!r}: {v!r} is not a {dtype}")
-            cast[column] = series.to_list()
-        good: list[tuple[_Op, dict[str, Any]]] = []
-        bad: list[tuple[_Op, str]] = []
-        for i, op in enumerate(ops):
-            if i in reasons:
-                bad.append((op, reasons[i]))
-            else:
-                good.append((op, {c: cast[c][i] for c in cast if c in op.row or c in self.key}))
-        return good, bad
+            columns.append(self._column(column, dtype, values, bad))
+        frame = pl.DataFrame(columns).with_columns(pl.Series(_DELETE, [op.delete for op in ops]))
+        rejected = [Rejection(*ops[i].where[:3], reason, key=ops[i].where[3], value=ops[i].where[4])
+                    for i, reason in bad.items()]
+        if bad:
+            frame = frame.filter(~pl.Series([i in bad for i in range(len(ops))]))
+        # Changes are in offset order: the last one of a key is the one that counts.
+        last = frame.unique(subset=key, keep="last", maintain_order=True)
+        deleted = last.get_column(_DELETE)
+        upserts = (pl.DataFrame(schema=self.schema) if only_deletes
+                   else last.filter(~deleted).select(list(self.schema)))
+        return ChangeSet(upserts, last.filter(deleted).select(key), rejected)
 
-    def _last_per_key(self, typed: list[tuple[_Op, dict[str, Any]]], rejected: list[Rejection]) -> ChangeSet:
-        last: dict[tuple[Any, ...], tuple[bool, dict[str, Any]]] = {}
-        for op, row in typed:  # in seq order: a later change of a key replaces an earlier one
-            last[tuple(row[c] for c in self.key)] = (op.delete, row)
-        upserts = [row for delete, row in last.values() if not delete]
-        deletes = [{c: row[c] for c in self.key} for delete, row in last.values() if delete]
-        key_schema = {c: self.schema[c] for c in self.key}
-        return ChangeSet(
-            upserts=pl.DataFrame(upserts, schema=self.schema) if upserts
-            else pl.DataFrame(schema=self.schema),
-            deletes=pl.DataFrame(deletes, schema=key_schema) if deletes
-            else pl.DataFrame(schema=key_schema),
-            rejected=rejected,
-        )
+    @staticmethod
+    def _column(column: str, dtype: Any, values: list[Any], bad: dict[int, str]) -> pl.Series:
+        """``values`` as a ``dtype`` Series; positions whose value does not convert go to ``bad`` (as null)."""
+        def reject_all(exc: Exception) -> pl.Series:
+            for i, v in enumerate(values):
+                if v is not None:
+                    bad.setdefault(i, f"column {column!r}: values do not fit {dtype}: {exc}")
+            return pl.Series(column, [None] * len(values), dtype=dtype)
+
+        if not isinstance(dtype, _NESTED):
+            # Lists or objects where scalars belong (Polars would turn ["a", "b"] into the text "[a,b]").
+            for i, v in enumerate(values):
+                if v is not None and not isinstance(v, _SCALARS):
+                    bad.setdefault(i, f"column {column!r}: {v!r} is not a {dtype}")
+                    values[i] = None
+        try:
+            raw = pl.Series(column, values, strict=False)
+            series = raw.cast(dtype, strict=False)
+        except Exception as exc:  # values Polars cannot hold in one column at all
+            return reject_all(exc)
+        for i in (series.is_null() & raw.is_not_null()).arg_true().to_list():
+            bad.setdefault(i, f"column {column!r}: {values[i]!r} is not a {dtype}")
+        return series
 
 
 class _Reject(Exception):
