@@ -65,6 +65,9 @@ def _register() -> None:
     from headwater.cli.web import web
 
     cli.add_command(web)
+    from headwater.cli.serve import serve
+
+    cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,41 @@
+"""``headwater serve NAME@ALIAS``: a REST server scoring records with a registered model."""
+
+from __future__ import annotations
+
+import click
+
+from headwater.cli.env import Env
+from headwater.cli.output import say
+
+pass_env = click.make_pass_decorator(Env)
+
+
+@click.command("serve")
+@click.argument("ref")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but 127.0.0.1 exposes the model to the network.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
+@click.option("--reload-interval", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Seconds between checks of the alias; the new version is loaded, then served (0: never).")
+@pass_env
+def serve(env: Env, ref: str, host: str, port: int, reload_interval: float) -> None:
+    """Serve REF (NAME@ALIAS, NAME:VERSION or NAME) over HTTP: POST /predict, GET /health, GET /model.
+
+    POST /predict takes one record (a JSON object) or a list of them (an array) and answers
+    the prediction and the model version for each; records that do not fit the model's
+    signature get a 422 naming the row and the field. When the alias moves, the server
+    switches to the new version without a restart.
+    """
+    import uvicorn
+    from rich.markup import escape
+
+    from headwater.ml.registry_sql import open_registry
+    from headwater.ml.serving import create_app
+
+    # Loaded before the server starts: a bad reference is one error line, not a traceback.
+    app = create_app(ref, registry=open_registry(env.settings), reload_interval=reload_interval)
+    version = app.state.follower.loaded.label
+    follows = f", checks the alias every {reload_interval:g} s" if reload_interval and "@" in ref else ""
+    say(f"serving [bold]{escape(ref)}[/] ({escape(version)}{follows}) on [bold]http://{escape(host)}:{port}[/] "
+        "(POST /predict, GET /health, GET /model, docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
