@@ -202,7 +202,11 @@ class ReferenceTable:
             self.error = None
         follower = _Follower(self, broker)
         follower.start()
-        follower.ready.wait()
+        try:
+            follower.ready.wait()
+        except BaseException:  # Ctrl-C during a long restore: do not leave the thread reading
+            follower.stopping.set()
+            raise
         if self.error is not None:
             follower.join()
             raise TableFollowerError(
