@@ -79,6 +79,25 @@ def db_init(env: Env) -> None:
     store = open_store(env.settings.db_url)
     store.init()
     say(f"database ready: {_mask(store.url)}")
+    _api_token(env)
+
+
+def _api_token(env: Env) -> None:
+    """Make the web API token on the first init and print it, the only time it is shown."""
+    import os
+
+    from headwater.web.auth import make_token, token_file
+
+    if os.environ.get("HEADWATER_API_TOKEN"):
+        say("web API token: HEADWATER_API_TOKEN (from the environment)")
+        return
+    token = make_token(env.settings)
+    if token is None:
+        say(f"[dim]web API token: already made (its hash is in {token_file(env.settings)}; "
+            "delete that file and run `headwater db init` for a new one)[/]")
+        return
+    say(f"web API token (shown once, keep it): [bold]{token}[/]")
+    say("[dim]`headwater web` takes it as `Authorization: Bearer <token>` and at its login page[/]")
 
 
 @db.command("upgrade")
