@@ -347,3 +347,59 @@ def _change(metric: str, x: Any, y: Any, lower_better: frozenset[str]) -> str:
         return text
     better = (diff < 0) if metric.lower() in lower_better else (diff > 0)
     return f"[{'green' if better else 'red'}]{text}[/]"
+
+
+@models.command("score")
+@click.argument("ref")
+@click.argument("input_file", metavar="INPUT")
+@click.argument("output_file", metavar="OUTPUT")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Rows read and scored at a time (memory is bounded by this, not by the file).")
+@click.option("--output-column", default="prediction", show_default=True, help="Column of the predictions.")
+@click.option("--rejects", default=None, help="Where rows that do not fit the signature go [OUTPUT.rejects.csv].")
+@pass_env
+def score(env: Env, ref: str, input_file: str, output_file: str, chunk_rows: int, output_column: str,
+          rejects: str | None) -> None:
+    """Score a CSV or Parquet file (path or fsspec URL) with NAME@ALIAS or NAME:VERSION.
+
+    OUTPUT gets the input columns, the prediction and model_version; it appears only once
+    the whole file is scored. Rows that do not fit the model's signature go to the
+    rejects file with the reason.
+    """
+    from rich.markup import escape
+
+    from headwater.ml.batch import score_file
+
+    out = console()
+    progress: Any = None
+    if out.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        progress = Progress(SpinnerColumn(), TextColumn("scoring {task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn(), console=out,
+                            transient=True)
+    bar: Any = None
+
+    def on_progress(rows: int, total: int | None) -> None:
+        nonlocal bar
+        if progress is None:
+            return
+        if bar is None:
+            bar = progress.add_task(escape(input_file), total=total)
+        progress.update(bar, completed=rows)
+
+    with progress if progress is not None else _nothing():
+        summary = score_file(ref, input_file, output_file, registry=_registry(env), chunk_rows=chunk_rows,
+                             output_column=output_column, rejects=rejects, on_progress=on_progress)
+    rate = summary.rows_in / summary.seconds if summary.seconds > 0 else 0.0
+    say(f"scored {summary.rows_scored:,} of {summary.rows_in:,} rows with [bold]{escape(summary.model_version)}[/] "
+        f"in {summary.seconds:.1f} s ({rate:,.0f} rows/s, {summary.chunks} chunk(s)) -> {escape(summary.output)}")
+    if summary.rows_rejected:
+        say(f"[yellow]{summary.rows_rejected:,} row(s) rejected[/] (do not fit the model's signature) -> "
+            f"{escape(summary.rejects or '')}")
+
+
+def _nothing() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
