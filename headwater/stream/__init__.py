@@ -22,9 +22,10 @@ _EXPORTS: dict[str, str] = {
     "Json": "headwater.stream.serde",
     "Schema": "headwater.stream.serde",
     "pin_math_threads": "headwater.stream.threads",
+    "ReferenceTable": "headwater.stream.tables",
 }
 
-__all__ = ["Bytes", "Json", "Schema", "Str", "Stream", "StreamApp", "pin_math_threads"]
+__all__ = ["Bytes", "Json", "ReferenceTable", "Schema", "Str", "Stream", "StreamApp", "pin_math_threads"]
 
 
 def __getattr__(name: str) -> Any:
@@ -44,4 +45,5 @@ if TYPE_CHECKING:
     from headwater.stream.app import StreamApp
     from headwater.stream.dsl import Stream
     from headwater.stream.serde import Bytes, Json, Schema, Str
+    from headwater.stream.tables import ReferenceTable
     from headwater.stream.threads import pin_math_threads
