@@ -1,0 +1,236 @@
+"""Pages of DAGs: the list, and one DAG's grid, graph, Gantt, runs and code; pause and trigger."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from headwater.errors import HeadwaterError, UserError
+from headwater.orchestration.runs import parse_date
+from headwater.store.base import DagRecord
+from headwater.web.auth import require_read, require_write
+from headwater.web.deps import Ctx
+from headwater.web.services import dags as dags_service
+from headwater.web.services import runs as runs_service
+from headwater.web.ui import forms, queries
+from headwater.web.ui.errors import html_errors
+from headwater.web.ui.layout import layout_gantt, layout_graph
+from headwater.web.ui.render import back, flash, fragment, page, safe_next
+
+router = APIRouter(dependencies=[Depends(require_read)])
+
+#: Runs per grid page (columns) and per runs-table page.
+GRID_PAGE = 25
+RUNS_PAGE = 50
+#: Runs offered in the run picker of the graph and Gantt views.
+PICKER = 30
+
+
+def _record(ctx: Ctx, dag_id: str) -> DagRecord:
+    return dags_service.get_record(ctx, dag_id)
+
+
+@router.get("/", include_in_schema=False)
+def home() -> Response:
+    return back("/dags")
+
+
+@router.get("/dags", response_class=HTMLResponse, include_in_schema=False)
+@html_errors
+def dags_page(request: Request, ctx: Ctx) -> HTMLResponse:
+    listing = dags_service.list_dags(ctx, last_runs=queries.RECENT_RUNS)
+    return page(
+        request, "ui/dags.html", section="dags", rows=listing.dags,
+        import_errors=listing.import_errors, dags_folder=str(ctx.settings.dags_folder),
+    )
+
+
+@router.get("/dags/fragment", response_class=HTMLResponse, include_in_schema=False)
+@html_errors
+def dags_fragment(request: Request, ctx: Ctx) -> HTMLResponse:
+    return fragment(request, "ui/_dag_table.html", rows=dags_service.list_dags(ctx, last_runs=queries.RECENT_RUNS).dags)
+
+
+def _pages(total: int, size: int, page_no: int) -> tuple[int, int]:
+    pages = max(1, math.ceil(total / size))
+    return min(max(page_no, 1), pages), pages
+
+
+def _grid_context(ctx: Ctx, record: Any, page_no: int) -> dict[str, Any]:
+    total = queries.count_runs(ctx.store, record.dag_id)
+    page_no, pages = _pages(total, GRID_PAGE, page_no)
+    newest_first = queries.run_page(ctx.store, record.dag_id, limit=GRID_PAGE, offset=(page_no - 1) * GRID_PAGE)
+    runs = list(reversed(newest_first))  # newest on the right, like Airflow's grid
+    durations = [r.duration or 0.0 for r in runs]
+    longest = max(durations, default=0.0) or 1.0
+    dag_id = record.dag_id
+    return {
+        "dag_id": dag_id,
+        "tasks": record.spec.topological_order(),
+        "runs": runs,
+        "cells": queries.ti_states(ctx.store, dag_id, [r.run_id for r in runs]),
+        "bar_heights": [max(6, round(60 * d / longest)) for d in durations],
+        "page": page_no, "pages": pages, "total": total,
+        "page_href": lambda n: f"/dags/{_q(dag_id)}/grid?page={n}",
+    }
+
+
+def _q(value: str) -> str:
+    from headwater.web.ui.render import _q as quote
+
+    return quote(value)
+
+
+def _dag_page(request: Request, ctx: Ctx, record: DagRecord, template: str, view: str, **extra: Any) -> HTMLResponse:
+    extra.setdefault("run_id", None)
+    detail = dags_service.get_dag(ctx, record.dag_id, last_runs=1)
+    return page(request, template, section="dags", dag=detail, view=view, **extra)
+
+
+@router.get("/dags/{dag_id:path}/grid/fragment", response_class=HTMLResponse, include_in_schema=False)
+@html_errors
+def grid_fragment(request: Request, ctx: Ctx, dag_id: str, page: int = 1) -> HTMLResponse:
+    record = _record(ctx, dag_id)
+    return fragment(request, "ui/_grid.html", **_grid_context(ctx, record, page))
+
+
+@router.get("/dags/{dag_id:path}/grid", response_class=HTMLResponse, include_in_schema=False)
+@html_errors
+def grid_page(request: Request, ctx: Ctx, dag_id: str, page: int = 1) -> HTMLResponse:
+    record = _record(ctx, dag_id)
+    return _dag_page(request, ctx, record, "ui/dag_grid.html", "grid", **_grid_context(ctx, record, page))
+
+
+def _picked_run(ctx: Ctx, dag_id: str, run_id: str | None) -> tuple[Any, list[queries.RunDot]]:
+    choices = queries.run_page(ctx.store, dag_id, limit=PICKER, offset=0)
+    if run_id:
+        run = ctx.store.get_run(dag_id, run_id)
+        if run is None:
+            raise UserError(f"DAG {dag_id!r} has no run {run_id!r}", hint="pick a run from the grid")
+        if all(c.run_id != run_id for c in choices):
+            choices.insert(0, queries.RunDot(run.run_id, str(run.state), run.logical_date, run.start_date,
+                                             run.end_date, str(run.run_type)))
+        return run, choices
+    run = ctx.store.get_run(dag_id, choices[0].run_id) if choices else None
+    return run, choices
+
+
+def _graph_context(ctx: Ctx, record: Any, run: Any) -> dict[str, Any]:
+    spec = record.spec
+    order = spec.topological_order()
+    upstream = {t: list(spec.tasks[t].upstream) for t in order}
+    states = {}
+    if run is not None:
+        states = {ti.task_id: str(ti.state) for ti in ctx.store.list_task_instances(record.dag_id, run.run_id)}
+    operators = {t: spec.tasks[t].operator for t in order}
+    return {"dag_id": record.dag_id, "graph": layout_graph(upstream, states, operators), "run": run}
+
+
+@router.get("/dags/{dag_id:path}/graph/fragment", response_class=HTMLResponse, include_in_schema=False)
+@html_errors
+def graph_fragment(request: Request, ctx: Ctx, dag_id: str, run_id: str | None = None) -> HTMLResponse:
+    record = _record(ctx, dag_id)
+    run, _ = _picked_run(ctx, dag_id, run_id)
+    return fragment(request, "ui/_graph.html", **_graph_context(ctx, record, run))
+
+
+@router.get("/dags/{dag_id:path}/graph", response_class=HTMLResponse, include_in_schema=False)
+@html_errors
+def graph_page(request: Request, ctx: Ctx, dag_id: str, run_id: str | None = None) -> HTMLResponse:
+    record = _record(ctx, dag_id)
+    run, choices = _picked_run(ctx, dag_id, run_id)
+    return _dag_page(request, ctx, record, "ui/dag_graph.html", "graph", run_choices=choices,
+                     **(_graph_context(ctx, record, run) | {"run_id": run.run_id if run else None}))
+
+
+def _gantt_context(ctx: Ctx, record: Any, run: Any) -> dict[str, Any]:
+    if run is None:
+        return {"dag_id": record.dag_id, "gantt": None, "run": None}
+    tis = {ti.task_id: ti for ti in ctx.store.list_task_instances(record.dag_id, run.run_id)}
+    rows = [(t, str(tis[t].state), tis[t].start_date, tis[t].end_date)
+            for t in record.spec.topological_order() if t in tis]
+    rows.sort(key=lambda r: (r[2] is None, r[2] or ctx.clock.now()))
+    return {"dag_id": record.dag_id, "gantt": layout_gantt(rows, ctx.clock.now()), "run": _with_duration(run)}
+
+
+def _with_duration(run: Any) -> Any:
+    return queries.RunDot(run.run_id, str(run.state), run.logical_date, run.start_date, run.end_date,
+                          str(run.run_type))
+
+
+@router.get("/dags/{dag_id:path}/gantt/fragment", response_class=HTMLResponse, include_in_schema=False)
+@html_errors
+def gantt_fragment(request: Request, ctx: Ctx, dag_id: str, run_id: str | None = None) -> HTMLResponse:
+    record = _record(ctx, dag_id)
+    run, _ = _picked_run(ctx, dag_id, run_id)
+    return fragment(request, "ui/_gantt.html", **_gantt_context(ctx, record, run))
+
+
+@router.get("/dags/{dag_id:path}/gantt", response_class=HTMLResponse, include_in_schema=False)
+@html_errors
+def gantt_page(request: Request, ctx: Ctx, dag_id: str, run_id: str | None = None) -> HTMLResponse:
+    record = _record(ctx, dag_id)
+    run, choices = _picked_run(ctx, dag_id, run_id)
+    return _dag_page(request, ctx, record, "ui/dag_gantt.html", "gantt", run_choices=choices,
+                     **(_gantt_context(ctx, record, run) | {"run_id": run.run_id if run else None}))
+
+
+@router.get("/dags/{dag_id:path}/runs", response_class=HTMLResponse, include_in_schema=False)
+@html_errors
+def runs_page(request: Request, ctx: Ctx, dag_id: str, page: int = 1) -> HTMLResponse:
+    record = _record(ctx, dag_id)
+    page_no = max(page, 1)
+    listing = runs_service.list_runs(ctx, dag_id, limit=RUNS_PAGE, offset=(page_no - 1) * RUNS_PAGE)
+    page_no, pages = _pages(listing.total, RUNS_PAGE, page_no)
+    return _dag_page(request, ctx, record, "ui/dag_runs.html", "runs", runs=listing.items, page=page_no,
+                     pages=pages, total=listing.total, page_href=lambda n: f"/dags/{_q(dag_id)}/runs?page={n}")
+
+
+@router.get("/dags/{dag_id:path}/code", response_class=HTMLResponse, include_in_schema=False)
+@html_errors
+def code_page(request: Request, ctx: Ctx, dag_id: str) -> HTMLResponse:
+    record = _record(ctx, dag_id)
+    try:
+        lines, error = dags_service.get_source(ctx, dag_id).source.splitlines(), ""
+    except UserError as exc:
+        lines, error = [], f"{exc} ({exc.hint})" if exc.hint else str(exc)
+    return _dag_page(request, ctx, record, "ui/dag_code.html", "code", lines=lines, source_error=error)
+
+
+@router.post("/dags/{dag_id:path}/pause", include_in_schema=False, dependencies=[Depends(require_write)])
+def pause(request: Request, ctx: Ctx, dag_id: str, paused: Annotated[str, Form()],
+          next: Annotated[str | None, Form()] = None) -> Response:
+    target = safe_next(next, "/dags")
+    try:
+        dags_service.set_paused(ctx, dag_id, paused == "true")
+        flash(request, "info", f"{dag_id} {'paused' if paused == 'true' else 'unpaused'}")
+    except HeadwaterError as exc:
+        flash(request, "error", str(exc), getattr(exc, "hint", None))
+    return back(target)
+
+
+@router.post("/dags/{dag_id:path}/trigger", include_in_schema=False, dependencies=[Depends(require_write)])
+async def trigger(request: Request, ctx: Ctx, dag_id: str) -> Response:
+    form = await request.form()
+    target = safe_next(str(form.get("next") or ""), "/dags")
+    raw = {k[len("param."):]: str(v) for k, v in form.items() if k.startswith("param.")}
+    when = str(form.get("logical_date") or "").strip() or None
+    try:
+        record = _record(ctx, dag_id)
+        conf = forms.form_conf(record.spec.params, raw)
+        logical = parse_date(when) if when else None
+        run_id = dags_service.trigger(ctx, dag_id, conf=conf, logical_date=logical).run_id
+        flash(request, "info", f"queued run {run_id} of {dag_id}")
+        if target == "/dags":
+            target = f"/dags/{_q(dag_id)}/grid"
+    except HeadwaterError as exc:
+        flash(request, "error", str(exc), getattr(exc, "hint", None))
+    return back(target)
+
+
+@router.get("/dags/{dag_id:path}", include_in_schema=False)
+def dag_home(dag_id: str) -> Response:
+    return back(f"/dags/{_q(dag_id)}/grid")

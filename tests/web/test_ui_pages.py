@@ -1,0 +1,261 @@
+"""The UI pages over the populated home (tests/web/conftest.py): each renders with its content,
+names users chose are escaped, forms need the CSRF token, long histories paginate."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.web.conftest import SECRET_PASSWORD, TOKEN, WebHome
+
+PAGE = {"Accept": "text/html"}
+
+
+def login(client: TestClient, name: str = "ana") -> str:
+    """Log the client in through the login form; the CSRF token of its session."""
+    r = client.post("/login", data={"token": TOKEN, "name": name, "next": "/dags"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    page = client.get("/dags", headers=PAGE)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+@pytest.fixture
+def ui(make_client: Callable[..., TestClient]) -> TestClient:
+    """A browser-like client, logged in."""
+    client = make_client()
+    client.csrf = login(client)  # type: ignore[attr-defined]
+    return client
+
+
+def test_pages_need_login(anon: TestClient) -> None:
+    r = anon.get("/dags", headers=PAGE, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    login_page = anon.get("/login", headers=PAGE)
+    assert login_page.status_code == 200 and 'name="token"' in login_page.text
+
+
+def test_wrong_token_is_refused_on_the_login_page(anon: TestClient) -> None:
+    r = anon.post("/login", data={"token": "nope", "name": "x"}, headers=PAGE)
+    assert r.status_code == 401
+    assert "wrong token" in r.text
+    assert anon.get("/dags", headers=PAGE, follow_redirects=False).status_code == 303
+
+
+def test_dag_list(ui: TestClient) -> None:
+    r = ui.get("/dags", headers=PAGE)
+    assert r.status_code == 200
+    text = r.text
+    for dag_id in ("etl", "flaky", "xss_dag"):
+        assert f'data-dag-id="{dag_id}"' in text
+    assert "<td>data-team</td>" in text and "<code>0 0 * * *</code>" in text
+    assert 'class="dot s-success"' in text and 'class="dot s-failed"' in text  # etl ok, flaky failed
+    # the import error of broken.py with its line
+    errors = text[text.index('id="import-errors"'):]
+    assert "broken.py" in errors and "<td class=\"num\">3</td>" in errors
+    assert SECRET_PASSWORD not in text  # params shown in the trigger form are masked
+    assert ui.get("/dags/fragment", headers=PAGE).status_code == 200
+
+
+def test_dag_views(ui: TestClient, web_home: WebHome) -> None:
+    run = web_home.etl_runs[1]
+    grid = ui.get("/dags/etl/grid", headers=PAGE)
+    assert grid.status_code == 200
+    assert grid.text.count('class="cell s-success"') == 6  # 3 tasks x 2 runs
+    assert f'data-run-id="{run}"' in grid.text
+    graph = ui.get("/dags/etl/graph", params={"run_id": run}, headers=PAGE)
+    assert graph.status_code == 200 and "<svg" in graph.text
+    assert all(f'data-task-id="{t}" data-state="success"' in graph.text for t in ("extract", "transform", "load"))
+    assert graph.text.count('class="edge"') == 2
+    gantt = ui.get("/dags/etl/gantt", params={"run_id": run}, headers=PAGE)
+    assert gantt.status_code == 200 and gantt.text.count('<rect class="s-success"') == 3
+    runs = ui.get("/dags/etl/runs", headers=PAGE)
+    assert runs.status_code == 200 and run in runs.text and "2 runs" in runs.text
+    code = ui.get("/dags/etl/code", headers=PAGE)
+    assert code.status_code == 200 and "extract &gt;&gt; transform &gt;&gt; load" in code.text
+    assert SECRET_PASSWORD not in code.text
+    flaky = ui.get("/dags/flaky/graph", headers=PAGE)
+    assert 'data-task-id="boom" data-state="failed"' in flaky.text
+    assert 'data-task-id="after" data-state="upstream_failed"' in flaky.text
+
+
+def test_unknown_dag_is_an_error_page(ui: TestClient) -> None:
+    r = ui.get("/dags/nope/grid", headers=PAGE)
+    assert r.status_code == 404
+    assert "no DAG &#39;nope&#39;" in r.text and "<nav" in r.text
+
+
+def test_task_try_page_and_log(ui: TestClient, web_home: WebHome) -> None:
+    run = web_home.flaky_run
+    r = ui.get("/dags/flaky/tasks/boom", params={"run_id": run}, headers=PAGE)
+    assert r.status_code == 200
+    assert "BashOperator" in r.text and "try 1" in r.text and "try 2" in r.text
+    assert "about to fail" in r.text  # the log of the latest try
+    assert 'id="log-tail"' not in r.text  # finished: no poller
+    first = ui.get("/dags/flaky/tasks/boom", params={"run_id": run, "try": "1"}, headers=PAGE)
+    assert first.status_code == 200 and "about to fail" in first.text
+    rendered = ui.get("/dags/etl/tasks/transform", params={"run_id": web_home.etl_runs[0]}, headers=PAGE)
+    assert "echo transform 2024-01-01" in rendered.text  # the rendered template field
+    tail = ui.get("/dags/flaky/tasks/boom/log", params={"run_id": run, "try": "2", "offset": "0"}, headers=PAGE)
+    assert tail.status_code == 200 and "about to fail" in tail.text and "log-tail" not in tail.text
+
+
+def test_models_pages(ui: TestClient) -> None:
+    r = ui.get("/models", headers=PAGE)
+    assert r.status_code == 200 and "house_prices" in r.text and "champion → v1" in r.text
+    m = ui.get("/models/house_prices", headers=PAGE)
+    assert m.status_code == 200
+    assert 'data-version="1"' in m.text and 'data-version="2"' in m.text
+    assert "rmse" in m.text and "0.9" in m.text
+    assert 'class="num metric-best">0.9<' in m.text  # lower rmse is better
+    assert "first model, checked by hand" in m.text  # alias history
+    assert "feedbeef0123" in m.text  # lineage: data hash
+    assert "/dags/etl/graph?run_id=" in m.text  # lineage: the run that made it
+    assert 'id="profile"' in m.text and "rooms" in m.text
+
+
+def test_promote_with_reason(ui: TestClient, web_home: WebHome) -> None:
+    r = ui.post("/models/house_prices/2/review", data={"csrf_token": ui.csrf, "action": "promote",  # type: ignore[attr-defined]
+                                                       "reason": "better rmse"}, headers=PAGE)
+    assert r.status_code == 200 and "v2 promoted" in r.text
+    assert "better rmse" in r.text
+    from headwater.ml.registry_sql import SqlModelRegistry
+
+    reg = SqlModelRegistry(web_home.store, web_home.settings.home / "models")
+    assert reg.resolve("house_prices@champion").version == 2
+    assert reg.get("house_prices", 2).status_by == "ana"
+
+
+def test_promote_without_reason_changes_nothing(ui: TestClient, web_home: WebHome) -> None:
+    r = ui.post("/models/house_prices/2/review", data={"csrf_token": ui.csrf, "action": "promote", "reason": " "},  # type: ignore[attr-defined]
+                headers=PAGE)
+    assert r.status_code == 200 and "needs a reason" in r.text
+    from headwater.ml.registry_sql import SqlModelRegistry
+
+    reg = SqlModelRegistry(web_home.store, web_home.settings.home / "models")
+    assert reg.resolve("house_prices@champion").version == 1
+
+
+def test_streams_page_without_apps(ui: TestClient) -> None:
+    r = ui.get("/streams", headers=PAGE)
+    assert r.status_code == 200 and "No stream app has reported" in r.text
+    live = ui.get("/streams/live.json")
+    assert live.status_code == 200 and live.json()["apps"] == {}
+
+
+def test_names_are_escaped(ui: TestClient, web_home: WebHome) -> None:
+    """A DAG and a task named <script>alert(1)</script> (stored as a hand-made spec) show as text."""
+    from headwater.orchestration.spec import DagSpec, TaskSpec
+
+    evil = "<script>alert(1)</script>"
+    web_home.store.upsert_dag(DagSpec(dag_id=evil, tasks={evil: TaskSpec(task_id=evil)}, fileloc="/nowhere.py"))
+    web_home.run_dag(evil, "2024-01-01")
+    escaped = html.escape(evil)
+    listing = ui.get("/dags", headers=PAGE).text
+    assert escaped in listing and evil not in listing
+    pages = [f"/dags/{evil}/grid", f"/dags/{evil}/graph", f"/dags/{evil}/gantt", f"/dags/{evil}/runs",
+             f"/dags/{evil}/tasks/{evil}"]
+    for path in pages:
+        r = ui.get(path, headers=PAGE)
+        assert r.status_code == 200, (path, r.text[:300])
+        assert evil not in r.text, path
+        assert escaped in r.text, path
+    # the fixture's xss_dag: description, owner, tag and param payloads
+    listing = ui.get("/dags", headers=PAGE).text
+    for payload in ("<script>alert('dag')</script>", "<script>alert('owner')</script>", "<img src=x onerror=alert(1)>",
+                    "<script>alert('param')</script>"):
+        assert payload not in listing
+
+
+@pytest.mark.parametrize(("path", "data"), [
+    ("/dags/etl/trigger", {}),
+    ("/dags/etl/pause", {"paused": "true"}),
+    ("/dags/flaky/tasks/boom/clear", {"run_id": WebHome.flaky_run, "downstream": "true"}),
+    ("/dags/flaky/tasks/boom/mark", {"run_id": WebHome.flaky_run, "state": "success"}),
+    ("/models/house_prices/2/review", {"action": "promote", "reason": "x"}),
+    ("/logout", {}),
+])
+def test_forms_without_csrf_token_are_refused(ui: TestClient, web_home: WebHome, path: str,
+                                              data: dict[str, str]) -> None:
+    before = (web_home.store.list_runs("etl"), web_home.store.get_dag("etl"),
+              web_home.store.list_task_instances("flaky"))
+    r = ui.post(path, data=data, headers=PAGE, follow_redirects=False)
+    assert r.status_code == 403
+    r = ui.post(path, data={**data, "csrf_token": "forged"}, headers=PAGE, follow_redirects=False)
+    assert r.status_code == 403
+    after = (web_home.store.list_runs("etl"), web_home.store.get_dag("etl"),
+             web_home.store.list_task_instances("flaky"))
+    assert before == after
+
+
+def test_forms_without_login_are_refused(anon: TestClient, web_home: WebHome) -> None:
+    r = anon.post("/dags/etl/trigger", data={"csrf_token": "x"}, headers=PAGE, follow_redirects=False)
+    assert r.status_code in (303, 401)
+    assert len(web_home.store.list_runs("etl")) == 2
+
+
+def test_trigger_pause_clear_mark(ui: TestClient, web_home: WebHome) -> None:
+    csrf = ui.csrf  # type: ignore[attr-defined]
+    r = ui.post("/dags/etl/trigger", data={"csrf_token": csrf, "param.rows": "25", "param.api_password": "***"},
+                headers=PAGE)
+    assert r.status_code == 200 and "queued run manual__" in r.text
+    runs = web_home.store.list_runs("etl")
+    assert len(runs) == 3 and runs[0].conf == {"rows": 25}  # the masked secret kept its default
+    bad = ui.post("/dags/etl/trigger", data={"csrf_token": csrf, "param.rows": "many"}, headers=PAGE)
+    assert "not a JSON value" in bad.text and len(web_home.store.list_runs("etl")) == 3
+    wrong_type = ui.post("/dags/etl/trigger", data={"csrf_token": csrf, "param.rows": '"ten"'}, headers=PAGE)
+    assert "takes a integer" in wrong_type.text or "integer" in wrong_type.text
+    assert len(web_home.store.list_runs("etl")) == 3
+
+    ui.post("/dags/etl/pause", data={"csrf_token": csrf, "paused": "true"}, headers=PAGE)
+    record = web_home.store.get_dag("etl")
+    assert record is not None and record.is_paused
+
+    run = web_home.flaky_run
+    r = ui.post("/dags/flaky/tasks/boom/clear", data={"csrf_token": csrf, "run_id": run, "downstream": "true"},
+                headers=PAGE)
+    assert r.status_code == 200 and "cleared 2 task instances" in r.text
+    states = {ti.task_id: ti.state.value for ti in web_home.store.list_task_instances("flaky", run)}
+    assert states == {"ok": "success", "boom": "none", "after": "none"}
+    r = ui.post("/dags/flaky/tasks/ok/mark", data={"csrf_token": csrf, "run_id": run, "state": "failed"}, headers=PAGE)
+    assert r.status_code == 200 and "ok marked failed" in r.text
+    ti = web_home.store.get_task_instance("flaky", run, "ok")
+    assert ti is not None and ti.state.value == "failed"
+
+
+def test_thousand_runs_paginate(ui: TestClient, web_home: WebHome) -> None:
+    """1,000 runs of a 100-task DAG: the grid shows one page of runs, the runs table one page of rows."""
+    import datetime as dt
+
+    from headwater.orchestration.spec import DagSpec, TaskSpec
+    from headwater.orchestration.states import RunState, TaskState
+    from headwater.store.base import DagRunRecord, TaskInstanceRecord
+
+    tasks = {f"t{i:03d}": TaskSpec(task_id=f"t{i:03d}", upstream=(f"t{i - 1:03d}",) if i else ()) for i in range(100)}
+    web_home.store.upsert_dag(DagSpec(dag_id="big", tasks=tasks, fileloc="/nowhere.py"))
+    start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    for n in range(1000):
+        when = start + dt.timedelta(days=n)
+        rid = f"scheduled__{when.isoformat()}"
+        web_home.store.create_run(
+            DagRunRecord("big", rid, when, when, when + dt.timedelta(days=1), "scheduled", RunState.SUCCESS,
+                         start_date=when, end_date=when + dt.timedelta(minutes=5)),
+            [TaskInstanceRecord("big", rid, t, TaskState.SUCCESS) for t in tasks],
+        )
+    grid = ui.get("/dags/big/grid", headers=PAGE)
+    assert grid.status_code == 200
+    assert grid.text.count("data-run-id=") == 25
+    assert grid.text.count('class="cell s-success"') == 25 * 100
+    assert "1000 runs · page 1 of 40" in grid.text
+    newest = (start + dt.timedelta(days=999)).isoformat()
+    assert f"scheduled__{newest}" in grid.text
+    last = ui.get("/dags/big/grid", params={"page": 40}, headers=PAGE)
+    assert f"scheduled__{start.isoformat()}" in last.text and "page 40 of 40" in last.text
+    runs = ui.get("/dags/big/runs", params={"page": 2}, headers=PAGE)
+    assert runs.text.count('class="state s-success"') == 50 and "page 2 of 20" in runs.text
+    assert ui.get("/dags", headers=PAGE).status_code == 200
