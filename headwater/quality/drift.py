@@ -175,11 +175,15 @@ class _Feature:
         edges, expected = quantile_bins(entry)
         return cls(name, "numeric", entry, edges=edges, expected=expected)
 
-    def column(self, frame: pl.DataFrame) -> np.ndarray:
-        """The frame's values as float64 (categories as their index in the vocabulary, -1 unseen), NaN for null."""
+    def expr(self, schema: Mapping[str, pl.DataType]) -> pl.Expr:
+        """The column as float64 (categories as their index in the vocabulary, -1 unseen), null where it
+        is null, missing, or of a type that holds no number (a list): the checks report those."""
+        got = schema.get(self.name)
         value = pl.col(self.name)
-        got = frame.schema[self.name]
-        if self.mode == "categorical":
+        nothing = pl.lit(None, dtype=pl.Float64)
+        if got is None or not (got.is_numeric() or got in (pl.String, pl.Boolean, pl.Null, pl.Categorical)):
+            expr = nothing
+        elif self.mode == "categorical":
             if self.integer_codes and got == pl.String:
                 text = value.str.strip_chars().cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
             elif self.integer_codes and got.is_numeric():
@@ -189,13 +193,13 @@ class _Feature:
             text = text.cast(pl.String, strict=False)
             coded = text.replace_strict([str(v) for v in self.vocab], list(range(len(self.vocab))), default=-1,
                                         return_dtype=pl.Float64)
-            expr = pl.when(text.is_null()).then(None).otherwise(coded)
+            expr = pl.when(text.is_null()).then(nothing).otherwise(coded)
         elif got == pl.String:
             expr = value.str.strip_chars().cast(pl.Float64, strict=False)
         else:
             expr = value.cast(pl.Float64, strict=False)
-        series = frame.select(expr.alias(self.name)).to_series()
-        return series.to_numpy(allow_copy=True).astype(np.float64, copy=False)
+        # "+ 0 * row index": one value per row even when the expression is a bare literal.
+        return (expr + pl.int_range(pl.len()).cast(pl.Float64) * 0).alias(self.name)
 
     def shares(self, values: np.ndarray) -> np.ndarray:
         """Observed shares of the window's (non-NaN) values in this feature's bins."""
@@ -204,14 +208,17 @@ class _Feature:
         codes = np.where(values >= 0, values, len(self.vocab)).astype(np.int64)
         return np.bincount(codes, minlength=len(self.expected)) / max(len(values), 1)
 
-    def metrics(self, values: np.ndarray) -> dict[str, float]:
+    def metrics(self, values: np.ndarray, mean: float | None = None, median: float | None = None) -> dict[str, float]:
+        """PSI and shifts of the window's non-NaN ``values`` (``mean``/``median`` when already computed)."""
         out = {"psi": psi(self.expected, self.shares(values))}
         std = self.entry.get("std")
         if self.mode != "categorical" and std and values.size:
             if self.entry.get("mean") is not None:
-                out["mean_shift"] = float((values.mean() - float(self.entry["mean"])) / float(std))
+                mean = float(values.mean()) if mean is None else mean
+                out["mean_shift"] = (mean - float(self.entry["mean"])) / float(std)
             if self.entry.get("median") is not None:
-                out["median_shift"] = float((np.median(values) - float(self.entry["median"])) / float(std))
+                median = float(np.median(values)) if median is None else median
+                out["median_shift"] = (median - float(self.entry["median"])) / float(std)
         return out
 
 
@@ -274,6 +281,9 @@ class DriftMonitor:
             for n in names
         ]
         self.thresholds = _thresholds(thresholds, names, self.features)
+        # Records a feature needs before it is judged (sampling noise; see the module docstring).
+        self._needed = [max(min_records, min_window(len(f.expected), self.thresholds[f.name].get(
+            "psi", DEFAULT_THRESHOLDS["psi"]))) for f in self.features]
         self.window, self.window_seconds = window, window_seconds
         self.every, self.every_seconds = every, every_seconds
         self.min_records, self.cooldown_seconds = min_records, cooldown_seconds
@@ -288,6 +298,7 @@ class DriftMonitor:
         self._last_eval = self._clock.monotonic()
         self._active: dict[tuple[str, str], float] = {}  # (feature, metric) -> monotonic time of its last alert
         self._version: str | None = None
+        self._exprs: dict[tuple[tuple[str, pl.DataType], ...], list[pl.Expr]] = {}
         self.evaluations = 0
         self.alerts_fired = 0
         self.last: dict[str, dict[str, float]] = {}
@@ -347,9 +358,7 @@ class DriftMonitor:
     def observe_rows(self, frame: pl.DataFrame) -> list[tuple[int, dict[str, Any]]]:
         """As :meth:`observe`, each alert with the position in ``frame`` of the record that triggered it."""
         with self._lock:
-            matrix = np.column_stack([
-                f.column(frame) if f.name in frame.columns else np.full(frame.height, np.nan) for f in self.features
-            ]) if self.features else np.empty((frame.height, 0))
+            matrix = self._matrix(frame)
             versions = (frame.get_column(self.version_column).cast(pl.String, strict=False).to_list()
                         if self.version_column in frame.columns else None)
             now = self._clock.now().timestamp()
@@ -371,6 +380,20 @@ class DriftMonitor:
                     alerts.extend((pos - 1, alert) for alert in self._evaluate(now))
             return alerts
 
+    def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
+        """The frame's features as one float64 array (rows x features, NaN for null), from one select."""
+        if not self.features or not frame.height:
+            return np.empty((frame.height, len(self.features)))
+        schema = frame.schema
+        key = tuple(schema.items())
+        exprs = self._exprs.get(key)
+        if exprs is None:
+            if len(self._exprs) >= 16:  # schemas vary (a text value in a numeric field): keep a few
+                self._exprs.clear()
+            exprs = self._exprs[key] = [f.expr(schema) for f in self.features]
+        values = frame.select(exprs).to_numpy()
+        return np.asarray(values, dtype=np.float64)
+
     def evaluate(self) -> dict[str, dict[str, float]]:
         """The metrics of the window now, per feature judged (no alerts: a read-only look)."""
         with self._lock:
@@ -378,14 +401,20 @@ class DriftMonitor:
             return {f.name: m for f, m in self._metrics(mask).items()}
 
     def _metrics(self, mask: np.ndarray) -> dict[_Feature, dict[str, float]]:
-        out: dict[_Feature, dict[str, float]] = {}
-        for j, feature in enumerate(self.features):
-            values = self._values[mask, j]
-            values = values[~np.isnan(values)]
-            needed = max(self.min_records, min_window(len(feature.expected), self.thresholds[feature.name].get(
-                "psi", DEFAULT_THRESHOLDS["psi"])))
-            if values.size >= needed:
-                out[feature] = feature.metrics(values)
+        block = self._values[mask]
+        valid = ~np.isnan(block)
+        counts = valid.sum(axis=0)
+        judged = [j for j in range(len(self.features)) if counts[j] >= self._needed[j]]
+        if not judged:
+            return {}
+        # One sort of the whole block gives every feature's median (NaN sorts last) and values.
+        ordered = np.sort(block, axis=0)
+        out = {}
+        for j in judged:
+            n = int(counts[j])
+            values = ordered[:n, j]
+            median = float(values[n // 2]) if n % 2 else float((values[n // 2 - 1] + values[n // 2]) / 2)
+            out[self.features[j]] = self.features[j].metrics(values, float(values.mean()), median)
         return out
 
     def _evaluate(self, now: float) -> list[dict[str, Any]]:

@@ -202,14 +202,16 @@ class DriftNode(Node):
         alerts: list[Chunk] = []
         for chunk in inputs[0]:
             # Rows that cannot form a frame alone are dead-lettered by isolate(); the rest go on.
-            for framed in isolate(chunk, lambda c: c.as_frame(), ctx, self.name):
+            for part, framed in isolate(chunk, lambda c: (c, c.as_frame()), ctx, self.name):
                 assert framed.frame is not None and monitor is not None
                 found = monitor.observe_rows(framed.frame)
                 if found:
                     rows = [alert | {"step": self.name} for _, alert in found]
                     alerts.append(Chunk([framed.src[i] for i, _ in found], rows=rows,
                                         keys=[alert["feature"] for alert in rows]))
-                passed.append(framed)  # the same rows and values: a monitor changes nothing downstream
+                # The part as it came, not its frame: a monitor changes nothing downstream (a frame of
+                # a batch where one record has text in a numeric field would hold the column as text).
+                passed.append(part)
         return [passed, alerts]
 
     def snapshot(self) -> dict[str, Any]:

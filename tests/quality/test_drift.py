@@ -190,3 +190,12 @@ def test_psi_noise_guard_waits_for_enough_records(house_profile: dict[str, Any])
     monitor.observe(synthetic_houses(200, seed=83))
     assert "zipcode" in set(monitor.evaluate())
     assert np.isfinite([m["psi"] for m in monitor.evaluate().values()]).all()
+
+
+def test_values_of_no_numeric_type_or_missing_columns_are_left_out(house_profile: dict[str, Any]) -> None:
+    monitor = _monitor(house_profile, features=["sqft_living", "zipcode", "bedrooms"], every=2, min_records=1)
+    frame = pl.DataFrame({"sqft_living": [[1000], [2000]], "zipcode": ["98001", "98004"]})  # a list; no bedrooms
+    assert monitor.observe(frame) == []
+    window = monitor._values[:2]
+    assert np.isnan(window[:, 0]).all() and np.isnan(window[:, 2]).all()
+    assert window[:, 1].tolist() == [0.0, 1.0]  # zip codes given as text still find their category

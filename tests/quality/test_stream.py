@@ -175,3 +175,14 @@ def test_check_then_monitor_in_one_app(broker: EmbeddedBroker, house_profile: di
     assert [r["data_checks"] for r in out] == batch.frame.get_column("data_checks").to_list()
     assert result.values("houses.alerts") == []
     assert set(quality_metrics(app)) == {"check", "monitor_drift"}
+
+
+def test_monitor_drift_changes_no_value_even_in_a_batch_of_mixed_types(house_profile: dict[str, Any]) -> None:
+    rows = _listings(300, seed=95)
+    rows[7]["grade"] = "excellent"  # a frame of this batch holds grade as text; the records must not
+    app = StreamApp("house_pricing")
+    # map(): the next step sees the values themselves (a sink alone would write the original bytes).
+    (app.stream("houses").monitor_drift(house_profile, categorical=["zipcode"], alerts_topic="houses.alerts")
+        .map(lambda house: house).to("houses.priced"))
+    result = run_app(app, {"houses": rows})
+    assert result.values("houses.priced") == rows
