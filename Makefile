@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint typecheck bench bench-stream clean
+.PHONY: venv demo test test-fast lint typecheck bench bench-stream clean browser-deps
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,8 +17,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP) lint
+test: $(STAMP) lint browser-deps
 	$(BIN)/python -m pytest -q
+
+# Headless Chromium for the browser tests (tests/web/browser): Debian's packages, which Playwright
+# drives at /usr/bin/chromium (never `playwright install`: it downloads a browser build). Needs root;
+# where it cannot install, the browser tests skip and say why.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || echo "note: could not install chromium; the browser tests will be skipped"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not service"
