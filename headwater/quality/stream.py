@@ -19,17 +19,22 @@ in memory: after a restart it fills again from the records that follow.
 Metrics
 -------
 Both steps keep plain counters; :func:`quality_metrics(app) <quality_metrics>` gathers them
-for an app, keyed by step name::
+for an app, keyed by step name (``name=`` of the step; by default ``check`` and
+``monitor_drift``)::
 
-    {"check:house_prices": {"kind": "check", "rows_checked": 1000, "rows_flagged": 12,
-                            "rows_dead_lettered": 3,
-                            "violations": {"range": {"sqft_living": 2}, "unseen": {"zipcode": 10}}},
-     "drift": {"kind": "drift", "window_size": 1000, "evaluations": 10, "alerts": 1,
-               "alerting": ["sqft_living:psi"], "last": {"sqft_living": {"psi": 0.91, ...}}}}
+    {"check": {"kind": "check", "model_version": "house_prices:3", "rows_checked": 1000,
+               "rows_flagged": 12, "rows_dead_lettered": 3,
+               "violations": {"range": {"sqft_living": 2}, "unseen": {"zipcode": 10}}},
+     "monitor_drift": {"kind": "drift", "model_version": "house_prices:3", "window_size": 1000,
+                       "evaluations": 10, "alerts": 1, "alerting": ["sqft_living:psi"],
+                       "last": {"sqft_living": {"psi": 0.91, "mean_shift": 0.93, ...}}}}
 
-A Prometheus exporter reads this dict (counters: ``rows_*``, ``violations``,
-``evaluations``, ``alerts``; gauges: ``window_size``, ``last``). The steps are also reachable
-as ``node.step`` / ``node`` in ``app.topology.nodes``.
+``model_version`` is the version whose profile is in use when the step follows a registry
+reference (None otherwise). Counters: ``rows_*``, ``violations``, ``evaluations``,
+``alerts`` (cumulative; a drift monitor that switched to a new version's profile starts
+again from 0); gauges: ``window_size``, ``last``, ``alerting``. The Prometheus exporter
+(:mod:`headwater.monitoring.stream`) reads ``Check.snapshot()`` of every step of kind
+``check`` at scrape time and counts the records the drift node writes on its alert port.
 """
 
 from __future__ import annotations
