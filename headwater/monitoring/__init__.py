@@ -15,3 +15,17 @@
 Nothing here is imported by ``import headwater``; prometheus-client is imported only by
 the modules that serve or define metrics.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def mount_metrics(app: Any, settings: Any = None) -> None:
+    """Serve ``/metrics`` on a FastAPI/Starlette ``app``: this process's metrics and the stream-app
+    instances by state. ``settings`` defaults to ``app.state.web.settings`` (the web server's)."""
+    from headwater.monitoring.prometheus import metrics_app
+
+    if settings is None:
+        settings = getattr(getattr(app.state, "web", None), "settings", None)
+    app.add_route("/metrics", metrics_app(settings=settings), include_in_schema=False)

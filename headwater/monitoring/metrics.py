@@ -82,6 +82,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("headwater_data_check_violations", "counter", ("app", "check", "column"),
                "Rows that failed a data check in a stream step"),
     MetricSpec("headwater_drift_alerts", "counter", ("app", "check", "column"), "Drift alerts raised"),
+    # the web server, from the status files of stream apps
+    MetricSpec("headwater_stream_instances", "gauge", ("app", "state"),
+               "Stream-app instances by state (running, stopped, failed), from their status files"),
 )
 BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
 

@@ -4,16 +4,19 @@
   ``--metrics-port N`` (or ``HEADWATER_METRICS_PORT``; 0 or unset: no server) and call
   :func:`serve`, which binds 127.0.0.1 only (prometheus-client's own default is every
   interface). Under ``--instances N`` instance *i* (1..N) serves port ``N + i - 1``.
-- The web server mounts :func:`metrics_app`::
+- The web server mounts :func:`metrics_app` (or calls :func:`headwater.monitoring.mount_metrics`,
+  which does it at ``/metrics``): its process metrics and, given the settings, the number of
+  stream-app instances by state read from their status files at each scrape::
 
       from headwater.monitoring.prometheus import metrics_app
-      app.mount("/metrics", metrics_app())
+      app.add_route("/metrics", metrics_app(settings=settings), include_in_schema=False)
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +24,8 @@ from headwater.errors import UserError
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from headwater.settings import Settings
 
 PORT_VARIABLE = "HEADWATER_METRICS_PORT"
 HOST = "127.0.0.1"
@@ -83,13 +88,58 @@ def serve(port: int, registry: CollectorRegistry, *, host: str = HOST) -> Metric
     return MetricsServer(server.server_address[1], host, server, thread)
 
 
-def metrics_app(registry: CollectorRegistry | None = None) -> Any:
+class MetricsEndpoint:
+    """An ASGI app (a class, so Starlette's ``add_route`` serves it as it is, at ``/metrics`` without a
+    redirect to ``/metrics/``); it answers every path with the metrics of ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        from prometheus_client import make_asgi_app
+
+        self.registry = registry
+        self._app = make_asgi_app(registry=registry)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._app(scope, receive, send)
+
+
+def metrics_app(registry: CollectorRegistry | None = None, *, settings: Settings | None = None) -> MetricsEndpoint:
     """An ASGI app answering with the metrics of ``registry`` (default: a new one with process metrics).
 
-    Mount it at ``/metrics`` in the web server; it handles gzip when the client asks for it.
+    With ``settings`` it also exports ``headwater_stream_instances{app, state}`` from the stream
+    apps' status files (read at each scrape). It handles gzip when the client asks for it.
     """
-    from prometheus_client import make_asgi_app
-
     from headwater.monitoring.metrics import new_registry
 
-    return make_asgi_app(registry=registry if registry is not None else new_registry())
+    registry = registry if registry is not None else new_registry()
+    if settings is not None:
+        registry.register(InstancesCollector(settings))
+    return MetricsEndpoint(registry)
+
+
+class InstancesCollector:
+    """``headwater_stream_instances{app, state}``: stream-app instances by state, from the status files."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def describe(self) -> Iterator[Any]:
+        return iter([self._family({})])
+
+    def collect(self) -> Iterator[Any]:
+        from headwater.monitoring.status import read_app_statuses
+
+        # A scrape only reads: the files of dead processes are left for the UI's reader to remove.
+        counts = Counter((s.app, s.state) for s in read_app_statuses(self.settings, remove_dead=False))
+        return iter([self._family(counts)])
+
+    @staticmethod
+    def _family(counts: Mapping[tuple[str, str], int]) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from headwater.monitoring.metrics import BY_NAME
+
+        spec = BY_NAME["headwater_stream_instances"]
+        family = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+        for (app, state), n in sorted(counts.items()):
+            family.add_metric([app, state], n)
+        return family

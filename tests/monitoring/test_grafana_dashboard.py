@@ -12,6 +12,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from headwater.monitoring.metrics import BY_NAME, METRICS, SchedulerMetrics, StreamExporter, new_registry
+from headwater.monitoring.prometheus import InstancesCollector
+from headwater.monitoring.status import status_path, write_status
+from headwater.settings import Settings
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "monitoring" / "grafana" / "headwater.json"
 METRIC = re.compile(r"\b(headwater_[a-z0-9_]+)\b")
@@ -43,9 +46,12 @@ def _spec_of(sample: str) -> tuple[str, str] | None:
     return None
 
 
-def _exposed_samples() -> set[str]:
-    """Sample names a scheduler and a stream app really expose once each metric has a value."""
+def _exposed_samples(home: Path) -> set[str]:
+    """Sample names a scheduler, a stream app and the web server really expose once each metric has a value."""
     registry = new_registry(process=False)
+    settings = Settings.from_env({"HEADWATER_HOME": str(home)})
+    write_status(status_path(settings, "app", "box-1"), {"format": 1, "app": "app", "state": "stopped"})
+    registry.register(InstancesCollector(settings))
     sched = SchedulerMetrics(registry)
     sched.try_finished("d", "t", "success", 1.0)
     sched.step_done(0.01, queued=1, running=2)
@@ -86,8 +92,8 @@ def test_the_dashboard_is_an_importable_grafana_dashboard() -> None:
             assert target["expr"].count("{") == target["expr"].count("}"), target["expr"]
 
 
-def test_every_query_names_a_metric_headwater_exports_with_its_labels() -> None:
-    exposed = _exposed_samples()
+def test_every_query_names_a_metric_headwater_exports_with_its_labels(tmp_path: Path) -> None:
+    exposed = _exposed_samples(tmp_path)
     used: set[str] = set()
     for title, expr in _queries(_dashboard()):
         names = METRIC.findall(expr)
