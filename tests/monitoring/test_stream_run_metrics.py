@@ -130,3 +130,26 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_a_metrics_port_in_use_stops_the_app_before_it_reads_anything(tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "doubler.py").write_text(APP)
+    hw = StreamHome(tmp_path)
+    _feed(hw)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = hw.cli("stream", "run", "doubler.py:app", "--metrics-port", str(port), timeout=60)
+    assert proc.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in proc.stderr + proc.stdout
+    assert "--metrics-port" in proc.stderr + proc.stdout  # the hint
+    broker = hw.broker()
+    try:
+        assert broker.group_lag("doubler", ["numbers"]) == [] or all(
+            lag.committed is None for lag in broker.group_lag("doubler", ["numbers"]))
+        assert broker.describe_topic("doubled").end_offsets == {0: 0}
+    finally:
+        broker.close()
