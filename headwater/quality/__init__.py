@@ -28,6 +28,7 @@ _EXPORTS = {
     "psi": "headwater.quality.drift",
     "numeric_psi": "headwater.quality.drift",
     "categorical_psi": "headwater.quality.drift",
+    "drift_table": "headwater.quality.drift",
     "quality_metrics": "headwater.quality.stream",
 }
 

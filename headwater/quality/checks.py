@@ -96,6 +96,18 @@ class CheckSummary:
         return {"rows": self.rows, "rows_with_violations": self.rows_with_violations,
                 "counts": {k: dict(v) for k, v in self.counts.items()}}
 
+    def table(self) -> Any:
+        """A Rich table: one line per check and column with its count and share of the rows."""
+        from rich.table import Table
+
+        table = Table(title=f"Data checks: {self.rows_with_violations} of {self.rows} rows with violations")
+        for header, justify in (("check", "left"), ("column", "left"), ("rows", "right"), ("share", "right")):
+            table.add_column(header, justify=justify)  # type: ignore[arg-type]
+        for kind in KINDS:
+            for column, n in sorted(self.counts.get(kind, {}).items(), key=lambda kv: -kv[1]):
+                table.add_row(kind, column, f"{n:,}", f"{n / max(self.rows, 1):.1%}")
+        return table
+
 
 @dataclass(frozen=True)
 class CheckResult:

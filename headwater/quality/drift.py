@@ -456,12 +456,36 @@ class DriftMonitor:
             "model_version": self._version,
         }
 
+    def table(self) -> Any:
+        """The last metrics per feature as a Rich table, with thresholds; alerting values in red."""
+        return drift_table(self.snapshot(), self.thresholds)
+
     def snapshot(self) -> dict[str, Any]:
         """Plain counters and the last metrics per feature (for an app's metrics and Prometheus)."""
         with self._lock:
             return {"window_size": self._size, "evaluations": self.evaluations, "alerts": self.alerts_fired,
                     "alerting": sorted(f"{f}:{m}" for f, m in self._active),
                     "last": {f: dict(m) for f, m in self.last.items()}}
+
+
+def drift_table(snapshot: Mapping[str, Any], thresholds: Mapping[str, Mapping[str, float]] | None = None) -> Any:
+    """A Rich table of a monitor's last metrics per feature (``DriftMonitor.snapshot()``), alerting ones marked."""
+    from rich.table import Table
+
+    alerting = set(snapshot.get("alerting", []))
+    table = Table(title=f"Drift over the last {snapshot.get('window_size', 0):,} records")
+    table.add_column("feature")
+    for metric in METRICS:
+        table.add_column(metric, justify="right")
+    for feature, values in sorted(snapshot.get("last", {}).items()):
+        cells = []
+        for metric in METRICS:
+            value = values.get(metric)
+            limit = (thresholds or {}).get(feature, {}).get(metric)
+            text = "" if value is None else f"{value:.3f}" + (f" / {limit:g}" if limit is not None else "")
+            cells.append(f"[bold red]{text}[/]" if f"{feature}:{metric}" in alerting else text)
+        table.add_row(feature, *cells)
+    return table
 
 
 def _iso(timestamp: float) -> str:

@@ -156,3 +156,17 @@ def test_a_column_null_in_the_whole_batch_gives_one_answer_per_row(prof: dict[st
     frame = pl.DataFrame({"sqft": [None, None, None]})  # dtype Null: every check reduces to a literal
     assert _codes(frame, ProfileChecks(prof, columns=["sqft"])) == [["null:sqft"]] * 3
     assert _codes(frame, ProfileChecks(prof, columns=["sqft"], skip=["null"])) == [[]] * 3
+
+
+def test_the_summary_renders_as_a_table(checks: ProfileChecks) -> None:
+    from rich.console import Console
+
+    frame = pl.DataFrame({"sqft": [9000, 9000, 1000, None], "baths": [1.0] * 4, "zipcode": [98001] * 4,
+                          "city": ["Kent"] * 4})
+    table = checks.check(frame).summary.table()
+    assert table.title == "Data checks: 3 of 4 rows with violations"
+    console = Console(record=True, width=100)
+    console.print(table)
+    rows = [line.split("│")[1:-1] for line in console.export_text().splitlines() if line.startswith("│")]
+    assert [[cell.strip() for cell in row] for row in rows] == [["null", "sqft", "1", "25.0%"],
+                                                               ["range", "sqft", "2", "50.0%"]]

@@ -199,3 +199,16 @@ def test_values_of_no_numeric_type_or_missing_columns_are_left_out(house_profile
     window = monitor._values[:2]
     assert np.isnan(window[:, 0]).all() and np.isnan(window[:, 2]).all()
     assert window[:, 1].tolist() == [0.0, 1.0]  # zip codes given as text still find their category
+
+
+def test_the_last_metrics_render_as_a_table(house_profile: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    monitor = _monitor(house_profile, features=["sqft_living", "sqft_lot"])
+    monitor.observe(synthetic_houses(1000, seed=91).with_columns(pl.col("sqft_living") * 1.5))
+    console = Console(record=True, width=120)
+    console.print(monitor.table())
+    lines = console.export_text().splitlines()
+    living = next(line for line in lines if "sqft_living" in line)
+    assert f"{monitor.last['sqft_living']['psi']:.3f} / 0.2" in living
+    assert "Drift over the last 1,000 records" in "\n".join(lines)
