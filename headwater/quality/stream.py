@@ -14,7 +14,10 @@ ordinary sink (``to(alerts_topic)``). An alert is a record derived from the inpu
 whose arrival triggered the evaluation (like a ``flat_map`` output): it has that record's
 timestamp and headers, and the feature name as its key. So alerts go through the same
 produce/flush/commit path as every output, with no change to the kernel. The window lives
-in memory: after a restart it fills again from the records that follow.
+in memory: after a restart it fills again from the records that follow, and an app run as
+several instances has one window per process, over the partitions that process reads.
+Evaluations happen as records arrive (``every_seconds`` is checked when a batch comes), so
+an idle stream raises no alert.
 
 Metrics
 -------
