@@ -59,7 +59,8 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("headwater_task_try_duration_seconds", "histogram", ("dag_id", "state"),
                "Wall time of finished task tries (worker start to end)"),
     MetricSpec("headwater_scheduler_loop_duration_seconds", "histogram", (),
-               "Work of one scheduler step (sync, create runs, queue and submit), waiting excluded"),
+               "Work of one scheduler step (sync, create runs, queue and submit, apply the events "
+               "of the step before), waiting for events excluded"),
     MetricSpec("headwater_scheduler_queued_tasks", "gauge", (), "Task instances queued, not yet running"),
     MetricSpec("headwater_scheduler_running_tasks", "gauge", (), "Task instances running"),
     MetricSpec("headwater_dag_parse_duration_seconds", "histogram", (), "Time to parse one changed DAG file"),

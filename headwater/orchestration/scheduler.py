@@ -107,6 +107,7 @@ class Scheduler:
         self.refresh_dags = refresh_dags
         self.on_step = on_step
         self.metrics = metrics  # Prometheus (headwater.monitoring); None: nothing measured
+        self._applying = 0.0  # seconds spent applying events since the last measured step
         self.kernels: dict[RunKey, RunKernel] = {}
         self.report = SchedulerReport()
         self._records: dict[str, DagRecord] = {}
@@ -416,6 +417,7 @@ class Scheduler:
             self._apply(events)
 
     def _apply(self, events: list[TaskEvent]) -> None:
+        started = time.perf_counter()
         now = self.clock.now()
         for event in events:
             kernel = self.kernels.get((event.key.dag_id, event.key.run_id))
@@ -427,6 +429,7 @@ class Scheduler:
             kernel.settle(now)
         self._commit(merge(k.drain() for k in self.kernels.values()))
         self._forget_finished()
+        self._applying += time.perf_counter() - started
         if self.on_step is not None:
             self.on_step(self)
 
@@ -461,7 +464,8 @@ class Scheduler:
                     queued += 1
                 elif ti.state is TaskState.RUNNING:
                     running += 1
-        self.metrics.step_done(seconds, queued=queued, running=running)
+        self.metrics.step_done(seconds + self._applying, queued=queued, running=running)
+        self._applying = 0.0
 
     # -- bookkeeping
     def _idle(self) -> bool:
