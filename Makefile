@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint typecheck bench bench-stream clean browser-deps
+.PHONY: venv demo test test-fast lint typecheck bench bench-stream bench-ml clean browser-deps
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: $(STAMP)
 
 bench-stream: $(STAMP)
 	$(BIN)/python bench/stream.py
+
+bench-ml: $(STAMP)
+	$(BIN)/python bench/ml.py
 
 clean:
 	rm -rf $(VENV) .headwater .pytest_cache .mypy_cache .ruff_cache

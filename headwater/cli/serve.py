@@ -26,6 +26,12 @@ def serve(env: Env, ref: str, host: str, port: int, reload_interval: float) -> N
     signature get a 422 naming the row and the field. When the alias moves, the server
     switches to the new version without a restart.
     """
+    from headwater.stream import pin_math_threads
+
+    # One core's worth of math threads, as `headwater stream run`: requests are scored one at a
+    # time on the event loop, and OpenMP's threads waking for a one-record predict cost more
+    # than they give on a shared machine (HEADWATER_STREAM_MATH_THREADS=0 opts out).
+    pin_math_threads()
     import uvicorn
     from rich.markup import escape
 
