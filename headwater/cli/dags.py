@@ -11,6 +11,7 @@ import click
 from headwater.cli.env import Env
 from headwater.cli.output import Col, console, say, state, table, task_table, when
 from headwater.errors import UserError
+from headwater.web.services.dags import schedule_text  # one rule for the CLI and the web
 
 if TYPE_CHECKING:
     from headwater.store.base import TaskInstanceRecord
@@ -22,19 +23,6 @@ _TABLE_LIMIT = 30  # rows of task instances printed before summarising
 @click.group()
 def dags() -> None:
     """Work with DAGs."""
-
-
-def schedule_text(schedule: str | None) -> str:
-    """A normalised schedule for people: ``every:86400`` is ``every 1d``."""
-    if schedule is None:
-        return "None"
-    if not schedule.startswith("every:"):
-        return schedule
-    secs = float(schedule.split(":", 1)[1])
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size and secs % size == 0:
-            return f"every {int(secs // size)}{unit}"
-    return f"every {secs:g}s"
 
 
 @dags.command("list")
@@ -191,13 +179,15 @@ def test(env: Env, dag_id: str, logical_date: str | None, conf: str | None, forc
 @pass_env
 def trigger_cmd(env: Env, dag_id: str, conf: str | None, logical_date: str | None, run_id: str | None) -> None:
     """Queue a manual run; a scheduler runs it."""
-    from headwater.clock import utcnow
-    from headwater.orchestration.runs import parse_date, trigger
+    from headwater.orchestration.runs import parse_date
+    from headwater.web.services import WebContext
+    from headwater.web.services.dags import trigger
 
     rec = env.dag(dag_id)
     params = _conf(conf)
     when_ = parse_date(logical_date) if logical_date else None
-    run = trigger(env.store, rec, utcnow(), logical_date=when_, conf=params, run_id=run_id)
+    # The web's trigger: conf checked against the DAG's params, taken dates and run ids refused.
+    run = trigger(WebContext.around(env.settings, env.store), dag_id, conf=params, logical_date=when_, run_id=run_id)
     say(f"queued run [bold]{run.run_id}[/] of {dag_id}")
     if rec.is_paused:
         say(f"[yellow]note:[/] {dag_id} is paused; its queued runs still run when a scheduler is on")

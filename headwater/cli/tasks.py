@@ -157,9 +157,9 @@ def logs(env: Env, dag_id: str, task_id: str, logical_date: str, try_number: int
 
     Only files inside the logs folder are read.
     """
-    from pathlib import Path
-
     from rich.markup import escape
+
+    from headwater.web.services.tasks import confined_log_path
 
     env.task(dag_id, task_id)
     run = env.run(dag_id, logical_date)
@@ -171,12 +171,7 @@ def logs(env: Env, dag_id: str, task_id: str, logical_date: str, try_number: int
     if chosen is None:
         raise UserError(f"{task_id} has no try {try_number} in {run.run_id}",
                         hint=f"its tries: {', '.join(str(t.try_number) for t in tries)}")
-    logs_root = env.settings.logs_folder.resolve()
-    path = Path(chosen.log_path or "").resolve()
-    if not chosen.log_path or not path.is_relative_to(logs_root):
-        raise UserError(f"the log of try {chosen.try_number} of {task_id} is recorded at {chosen.log_path!r}, "
-                        f"outside the logs folder {logs_root}; it is not shown",
-                        hint="logs are read only from $HEADWATER_HOME/logs")
+    path = confined_log_path(env.settings.logs_folder, chosen.log_path)
     if not path.is_file():
         raise UserError(f"the log file of try {chosen.try_number} of {task_id} is gone: {path}",
                         hint="logs may have been cleaned up; rerun the task to get a new one")

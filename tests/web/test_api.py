@@ -418,3 +418,19 @@ def test_openapi_documents_every_route_with_tags_and_response_models(api: TestCl
                 assert "$ref" in str(ok["content"]["application/json"]["schema"]), f"{method} {path} has no model"
     assert "DagList" in schema["components"]["schemas"]
     assert api.get("/docs").status_code == 200
+
+
+def test_the_cli_triggers_through_the_same_service(web_home: WebHome) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HEADWATER_HOME=str(web_home.settings.home))
+    cmd = [sys.executable, "-m", "headwater", "dags", "trigger", "etl", "--date", "2024-03-01"]
+    bad = subprocess.run([*cmd, "--conf", '{"row": 1}'], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "DAG 'etl' has no param 'row'" in bad.stderr
+    assert "hint: its params: api_password, db_url, rows" in bad.stderr
+    ok = subprocess.run([*cmd, "--conf", '{"rows": 2}'], env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    run = web_home.store.get_run("etl", "manual__2024-03-01T00:00:00+00:00")
+    assert run is not None and run.conf == {"rows": 2}

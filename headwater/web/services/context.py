@@ -11,6 +11,7 @@ from headwater.settings import Settings
 
 if TYPE_CHECKING:
     from headwater.ml.registry_sql import SqlModelRegistry
+    from headwater.store.base import MetadataStore
     from headwater.store.sql import SqlStore
 
 
@@ -20,6 +21,13 @@ class WebContext:
 
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
+
+    @classmethod
+    def around(cls, settings: Settings, store: MetadataStore, clock: Clock | None = None) -> WebContext:
+        """A context over a store already open (the CLI's), so a command and the web share one code path."""
+        ctx = cls(settings=settings, clock=clock or SystemClock())
+        ctx.__dict__["store"] = store  # fills the cached property (the CLI's store is a SqlStore)
+        return ctx
 
     @cached_property
     def store(self) -> SqlStore:

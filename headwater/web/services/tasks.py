@@ -118,7 +118,7 @@ def read_log(
     if chosen is None:
         raise UserError(f"{task_id} has no try {try_number} in {run_id}",
                         hint=f"its tries: {', '.join(str(t.try_number) for t in tries)}")
-    path = confined_log_path(ctx, chosen.log_path)
+    path = confined_log_path(ctx.settings.logs_folder, chosen.log_path)
     finished = chosen.state.finished or chosen.try_number < ti.try_number
     if not path.is_file():
         if finished:
@@ -136,9 +136,10 @@ def read_log(
                     finished and at_end and cut == len(data))
 
 
-def confined_log_path(ctx: WebContext, log_path: str | None) -> Path:
-    """``log_path`` resolved, if it lies inside the logs folder; a UserError otherwise (never read)."""
-    root = ctx.settings.logs_folder.resolve()
+def confined_log_path(logs_folder: Path, log_path: str | None) -> Path:
+    """``log_path`` resolved (symbolic links followed), if it lies inside ``logs_folder``; a UserError
+    otherwise, and nothing is read. The web and ``headwater tasks logs`` read logs only through this."""
+    root = logs_folder.resolve()
     if not log_path or "\x00" in log_path:
         raise UserError("this try has no log file recorded", hint="logs are kept only for tries that started")
     path = Path(log_path)
@@ -241,7 +242,7 @@ def _check_tasks(tasks: object, task_ids: list[str], dag_id: str) -> None:
 
 def _try_info(ctx: WebContext, t: TryRecord) -> TryInfo:
     try:
-        has_log = confined_log_path(ctx, t.log_path).is_file()
+        has_log = confined_log_path(ctx.settings.logs_folder, t.log_path).is_file()
     except UserError:
         has_log = False
     return TryInfo(t.try_number, t.state, t.start_date, t.end_date, t.duration, t.reason, t.hostname, t.operator,
