@@ -24,15 +24,19 @@
       form.addEventListener("submit", (ev) => {
         if (form.dataset.confirmed) return;
         ev.preventDefault();
+        // Keep the button that was clicked: its name/value (promote or reject) must be sent too.
+        const submitter = ev.submitter || null;
         const dlg = document.getElementById("confirm");
-        document.getElementById("confirm-title").textContent = form.dataset.confirm;
-        document.getElementById("confirm-text").textContent = form.dataset.confirmText || "";
+        // The clicked button may say more precisely what is about to happen (promote vs reject).
+        const say = (key) => (submitter && submitter.dataset[key]) || form.dataset[key] || "";
+        document.getElementById("confirm-title").textContent = say("confirm");
+        document.getElementById("confirm-text").textContent = say("confirmText");
         const ok = document.getElementById("confirm-ok");
         const cancel = document.getElementById("confirm-cancel");
         const done = (yes) => {
           dlg.close();
           ok.onclick = cancel.onclick = null;
-          if (yes) { form.dataset.confirmed = "1"; form.requestSubmit(); }
+          if (yes) { form.dataset.confirmed = "1"; form.requestSubmit(submitter); }
         };
         ok.onclick = () => done(true);
         cancel.onclick = () => done(false);

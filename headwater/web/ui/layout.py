@@ -198,6 +198,8 @@ def layout_gantt(
 
 
 def _seconds(value: float) -> str:
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
     if value < 60:
         return f"{value:.1f}s" if value < 10 else f"{value:.0f}s"
     if value < 3600:

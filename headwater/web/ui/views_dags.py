@@ -59,7 +59,7 @@ def _pages(total: int, size: int, page_no: int) -> tuple[int, int]:
     return min(max(page_no, 1), pages), pages
 
 
-def _grid_context(ctx: Ctx, record: Any, page_no: int) -> dict[str, Any]:
+def _grid_context(ctx: Ctx, record: Any, page_no: int, run_id: str | None = None) -> dict[str, Any]:
     total = queries.count_runs(ctx.store, record.dag_id)
     page_no, pages = _pages(total, GRID_PAGE, page_no)
     newest_first = queries.run_page(ctx.store, record.dag_id, limit=GRID_PAGE, offset=(page_no - 1) * GRID_PAGE)
@@ -67,11 +67,22 @@ def _grid_context(ctx: Ctx, record: Any, page_no: int) -> dict[str, Any]:
     durations = [r.duration or 0.0 for r in runs]
     longest = max(durations, default=0.0) or 1.0
     dag_id = record.dag_id
+    cells = queries.ti_states(ctx.store, dag_id, [r.run_id for r in runs])
+    # The details panel: the run asked for, else the newest on the page.
+    selected = next((r for r in runs if r.run_id == run_id), runs[-1] if runs else None)
+    counts: dict[str, int] = {}
+    if selected is not None:
+        for (rid, _), (state, _) in cells.items():
+            if rid == selected.run_id:
+                counts[state] = counts.get(state, 0) + 1
     return {
         "dag_id": dag_id,
         "tasks": record.spec.topological_order(),
         "runs": runs,
-        "cells": queries.ti_states(ctx.store, dag_id, [r.run_id for r in runs]),
+        "cells": cells,
+        "selected": selected,
+        "counts": sorted(counts.items(), key=lambda kv: -kv[1]),
+        "run_param": run_id,
         "bar_heights": [max(6, round(60 * d / longest)) for d in durations],
         "page": page_no, "pages": pages, "total": total,
         "page_href": lambda n: f"/dags/{_q(dag_id)}/grid?page={n}",
@@ -92,16 +103,16 @@ def _dag_page(request: Request, ctx: Ctx, record: DagRecord, template: str, view
 
 @router.get("/dags/{dag_id:path}/grid/fragment", response_class=HTMLResponse, include_in_schema=False)
 @html_errors
-def grid_fragment(request: Request, ctx: Ctx, dag_id: str, page: int = 1) -> HTMLResponse:
+def grid_fragment(request: Request, ctx: Ctx, dag_id: str, page: int = 1, run_id: str | None = None) -> HTMLResponse:
     record = _record(ctx, dag_id)
-    return fragment(request, "ui/_grid.html", **_grid_context(ctx, record, page))
+    return fragment(request, "ui/_grid.html", **_grid_context(ctx, record, page, run_id))
 
 
 @router.get("/dags/{dag_id:path}/grid", response_class=HTMLResponse, include_in_schema=False)
 @html_errors
-def grid_page(request: Request, ctx: Ctx, dag_id: str, page: int = 1) -> HTMLResponse:
+def grid_page(request: Request, ctx: Ctx, dag_id: str, page: int = 1, run_id: str | None = None) -> HTMLResponse:
     record = _record(ctx, dag_id)
-    return _dag_page(request, ctx, record, "ui/dag_grid.html", "grid", **_grid_context(ctx, record, page))
+    return _dag_page(request, ctx, record, "ui/dag_grid.html", "grid", **_grid_context(ctx, record, page, run_id))
 
 
 def _picked_run(ctx: Ctx, dag_id: str, run_id: str | None) -> tuple[Any, list[queries.RunDot]]:

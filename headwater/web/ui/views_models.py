@@ -47,7 +47,7 @@ def model_page(request: Request, ctx: Ctx, name: str, version: int | None = None
     if selected is not None:
         context["lineage_rows"] = lineage_rows(selected.lineage)
         context["profile"] = profile_rows(selected.profile)
-        context["profile_rows_count"] = selected.profile.get("row_count", "?")
+        context["profile_rows_count"] = selected.profile.get("row_count")
     return page(request, "ui/model.html", section="models", **context)
 
 

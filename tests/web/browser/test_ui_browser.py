@@ -1,0 +1,104 @@
+"""The UI in a real browser: log in, trigger a DAG and watch its run turn green in the grid, read a
+task's log, promote a model through the confirmation dialog. Screenshots in ``artifacts/``."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.web.browser.conftest import ARTIFACTS, Server
+from tests.web.conftest import TOKEN
+
+pytestmark = pytest.mark.slow
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+#: How long a triggered run may take to finish (3 tasks on one worker process).
+RUN_TIMEOUT_MS = 120_000
+
+
+def shot(page: Any, name: str, *, full: bool = False) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full)
+    return path
+
+
+def log_in(page: Any, server: Server) -> None:
+    page.goto(f"{server.url}/dags")
+    assert "/login" in page.url  # pages need a login
+    page.fill("input[name=name]", "ana")
+    page.fill("input[name=token]", TOKEN)
+    shot(page, "01-login")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/dags$"))
+
+
+def test_trigger_watch_log_promote(page: Any, server: Server) -> None:
+    log_in(page, server)
+    rows = page.locator("tr[data-dag-id]")
+    assert rows.count() == 4  # etl, flaky, house_prices_training, xss_dag
+    assert page.locator("#import-errors").get_by_text("broken.py").is_visible()
+    # times are shown in the browser's zone (Europe/Paris), UTC on hover
+    first_time = page.locator("time[datetime]").first
+    assert "UTC" in (first_time.get_attribute("title") or "")
+    assert page.locator("#tzname").inner_text() == "Europe/Paris"
+    dags_png = shot(page, "02-dags")
+
+    # trigger etl with a param from its form
+    row = page.locator('tr[data-dag-id="etl"]')
+    row.locator("summary").click()
+    row.locator('input[name="param.rows"]').fill("5")
+    row.get_by_role("button", name="Trigger run").click()
+    page.wait_for_url(re.compile(r"/dags/etl/grid"))
+    flash = page.locator(".flash.info").inner_text()
+    run_id = re.search(r"queued run (\S+) of etl", flash).group(1)  # type: ignore[union-attr]
+    bar = page.locator(f'.runbar a[data-run-id="{run_id}"]')
+    assert bar.count() == 1
+    # the grid refreshes itself (htmx, every 2 s) until the scheduler has run it: no reload here
+    page.wait_for_selector(f'.runbar a[data-run-id="{run_id}"][data-state="success"]', timeout=RUN_TIMEOUT_MS)
+    column = page.locator(f'a.cell[href*="{run_id.replace("+", "%2B").replace(":", "%3A")}"]')
+    assert column.count() == 3
+    assert all(column.nth(i).get_attribute("data-state") == "success" for i in range(3))
+    shot(page, "03-etl-grid-after-trigger")
+
+    # the task's log, from its grid cell
+    column.first.click()
+    page.wait_for_url(re.compile(r"/dags/etl/tasks/extract"))
+    assert "extracted 3 rows" in page.locator("#log").inner_text()
+    assert page.locator("#ti-state").inner_text().strip() == "success"
+    shot(page, "04-task-log")
+
+    # a realistic grid and graph for the README
+    page.goto(f"{server.url}/dags/house_prices_training/grid")
+    assert page.locator('.runbar a[data-state="failed"]').count() == 2
+    grid_png = shot(page, "05-training-grid")
+    page.goto(f"{server.url}/dags/house_prices_training/graph?run_id=scheduled__2024-03-09T00%3A00%3A00%2B00%3A00")
+    assert page.locator('.node[data-task-id="validate_data"][data-state="failed"]').count() == 1
+    shot(page, "06-training-graph")
+    page.goto(f"{server.url}/dags/house_prices_training/gantt")
+    shot(page, "07-training-gantt")
+
+    # promote model v2: a reason, then the confirmation dialog
+    page.goto(f"{server.url}/models/house_prices")
+    v2 = page.locator('tr[data-version="2"]')
+    v2.locator("input[name=reason]").fill("lower test rmse, checked the residuals")
+    v2.get_by_role("button", name="Promote").click()
+    dialog = page.locator("dialog#confirm")
+    assert dialog.is_visible()
+    shot(page, "08-promote-confirm")
+    dialog.get_by_role("button", name="Confirm").click()
+    page.wait_for_selector(".flash.info")
+    assert "v2 promoted" in page.locator(".flash.info").inner_text()
+    assert "champion" in page.locator('tr[data-version="2"]').inner_text()
+    assert "lower test rmse" in page.locator("#alias-history").inner_text()
+    shot(page, "09-model-promoted", full=True)
+
+    page.goto(f"{server.url}/streams")
+    shot(page, "10-streams")
+
+    DOCS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(dags_png, DOCS / "ui-dags.png")
+    shutil.copy(grid_png, DOCS / "ui-dag-grid.png")
