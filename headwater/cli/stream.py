@@ -390,6 +390,72 @@ def stream_run(env: Env, target: str, instances: int, restart: bool, stop_timeou
     raise SystemExit(supervisor.run())
 
 
+@stream.command("status")
+@click.argument("app", required=False)
+@click.option("--stale-after", type=click.FloatRange(min=0), default=15.0, show_default=True,
+              help="Seconds without a heartbeat after which an instance counts as stopped.")
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON (one array).")
+@pass_env
+def stream_status(env: Env, app: str | None, stale_after: float, as_json: bool) -> None:
+    """Show the stream-app instances on this home: state, records read per second, dead letters, lag,
+    p99 batch latency, model version, time since the last heartbeat, and the last dead letter.
+
+    Read from the status files every instance of `headwater stream run` writes every 2 s.
+    Instances whose process is gone are shown one last time as stopped, then forgotten.
+    """
+    import datetime as dt
+    import json
+
+    from rich.markup import escape
+
+    from headwater.cli.output import seconds, state
+    from headwater.monitoring.status import apps_folder, read_app_statuses
+
+    found = read_app_statuses(env.settings, app=app, stale_after=stale_after)
+    if as_json:
+        click.echo(json.dumps([{**s.data, "state": s.state, "stale": s.stale} for s in found], indent=2))
+        return
+    if not found:
+        say(f"no stream app{f' {escape(app)}' if app else ''} has reported in {escape(str(apps_folder(env.settings)))}")
+        say("[dim]start one with `headwater stream run module:app`[/]")
+        return
+    now = dt.datetime.now(dt.UTC)
+    # 80 columns: out/s is left to --json (it is in/s less what is filtered or dead-lettered).
+    out = table("app#instance", "state", Col("in/s", right=True), Col("DLQ", right=True),
+                Col("lag", right=True), Col("p99", right=True), "model", Col("beat", right=True))
+    for s in found:
+        d = s.data
+        rates, counters = d.get("rates") or {}, d.get("counters") or {}
+        models = ", ".join(m.get("version") or m.get("model") or "?" for m in d.get("models") or []) or "-"
+        age = seconds(max(0.0, (now - s.heartbeat).total_seconds())) if s.heartbeat else "-"
+        out.add_row(escape(_instance_label(s.app, d.get("instance"), s.pid)), state(s.state),
+                    _compact(rates.get("records_in", 0)),
+                    _compact(counters.get("records_dead_lettered", 0)), _compact((d.get("lag") or {}).get("total", 0)),
+                    seconds((d.get("batch_latency") or {}).get("p99")), escape(models), age)
+    console().print(out)
+    for s in found:
+        dead = s.data.get("recent_dead_letters") or []
+        if dead:
+            last = dead[-1]
+            say(f"[dim]{escape(_instance_label(s.app, s.data.get('instance'), s.pid))} (pid {s.pid}): last dead "
+                f"letter at step {escape(str(last['step']))}: {escape(str(last['error']))}[/]")
+
+
+def _instance_label(app: str, number: object, pid: int | None) -> str:
+    """``scorer#2`` under ``--instances``, else ``scorer@pid``."""
+    return f"{app}#{number}" if number else f"{app}@{pid}"
+
+
+def _compact(n: float | int) -> str:
+    """A count or rate in at most 6 characters: ``950``, ``1.5k``, ``120k``, ``3.2M``."""
+    value = float(n)
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            shown = value / scale
+            return f"{shown:.1f}{unit}" if abs(shown) < 100 else f"{shown:.0f}{unit}"
+    return f"{value:.0f}"
+
+
 @stream.command("replay")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--topic", "-t", required=True, help="Topic to write to (created if missing).")

@@ -101,6 +101,12 @@ def test_each_instance_serves_its_counts_and_the_reader_sees_a_killed_one(tmp_pa
         partitions = sorted((p["topic"], p["partition"]) for s in instances.values() for p in s.data["partitions"])
         assert partitions == [("numbers", p) for p in range(4)]
 
+        shown = hw.cli("stream", "status", "doubler", check=True).stdout
+        rows = [line.split()[:2] for line in shown.splitlines() if line.startswith("doubler#") and "pid" not in line]
+        assert sorted(rows) == [["doubler#1", "running"], ["doubler#2", "running"]], shown
+        assert "last dead letter at step" in shown and "unlucky" in shown + hw.cli(
+            "stream", "status", "--json", check=True).stdout
+
         # kill -9 instance 1: its file says "running" but the reader sees the pid gone, and removes the file.
         victim = instances[1]
         assert victim.pid is not None
@@ -153,3 +159,11 @@ def test_a_metrics_port_in_use_stops_the_app_before_it_reads_anything(tmp_path: 
         assert broker.describe_topic("doubled").end_offsets == {0: 0}
     finally:
         broker.close()
+
+
+def test_stream_status_without_instances_says_how_to_start_one(tmp_path: Path) -> None:
+    hw = StreamHome(tmp_path)
+    proc = hw.cli("stream", "status", check=True)
+    assert "no stream app has reported" in proc.stdout
+    assert "headwater stream run module:app" in proc.stdout
+    assert hw.cli("stream", "status", "--json", check=True).stdout.strip() == "[]"
