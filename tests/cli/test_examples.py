@@ -69,3 +69,18 @@ def test_luigi_pipeline_runs_once_then_is_complete(home: Home, tmp_path: Path) -
     assert "0 task(s) ran" in second.stdout
     assert re.search(r"AddMyTask\s+success\s+already complete", second.stdout)
     assert (one.stat().st_mtime_ns, two.stat().st_mtime_ns) == stamps
+
+
+def test_example_dags_are_listed_shown_and_their_runs_listed(home: Home) -> None:
+    # What the old `make demo` showed of these examples, before it became the house-price scenario.
+    copy_example_dags(home)
+    listed = home.cli("dags", "list")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "simple_dag" in listed.stdout and "data_pipeline" in listed.stdout
+    shown = home.cli("dags", "show", "simple_dag")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "wait_a_second" in shown.stdout and "print_date_in_bash" in shown.stdout
+    assert home.cli("dags", "test", "simple_dag", "2018-01-08").returncode == 0
+    runs = home.cli("runs", "list")
+    assert runs.returncode == 0, runs.stdout + runs.stderr
+    assert re.search(r"simple_dag\s.*success", runs.stdout), runs.stdout
