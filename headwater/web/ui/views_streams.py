@@ -9,6 +9,7 @@ it every 2 s and appends a point per series (uPlot draws them).
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,15 @@ def app_rows(ctx: Ctx) -> list[AppRow]:
     return [AppRow(s.app, s.instance_id, s.state, s.stale, s.heartbeat, s.data) for s in found]
 
 
+def _time(value: Any) -> dt.datetime | None:
+    """An ISO 8601 time from a snapshot, or None (shown as a dash) when it is not one."""
+    try:
+        when = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
 def _overview(ctx: Ctx) -> tuple[Any, str | None]:
     try:
         return streams_service.overview(ctx), None
@@ -71,11 +81,13 @@ def _context(ctx: Ctx) -> dict[str, Any]:
     apps = app_rows(ctx)
     overview, broker_error = _overview(ctx)
     dead = sorted(
-        ({**d, "app": a.app} for a in apps for d in a.get("recent_dead_letters", default=[]) if isinstance(d, dict)),
+        ({**d, "app": a.app, "when": _time(d.get("at"))} for a in apps
+         for d in a.get("recent_dead_letters", default=[]) if isinstance(d, dict)),
         key=lambda d: str(d.get("at", "")), reverse=True,
     )[:20]
     alerts = sorted(
-        ({**x, "app": a.app} for a in apps for x in a.get("recent_alerts", default=[]) if isinstance(x, dict)),
+        ({**x, "app": a.app, "when": _time(x.get("at"))} for a in apps
+         for x in a.get("recent_alerts", default=[]) if isinstance(x, dict)),
         key=lambda d: str(d.get("at", "")), reverse=True,
     )[:20]
     return {"apps": apps, "overview": overview, "broker_error": broker_error, "recent_dead": dead,

@@ -12,6 +12,8 @@ import pytest
 
 from tests.web.browser.conftest import ARTIFACTS, Server
 from tests.web.conftest import TOKEN
+from tests.web.test_ui_streams import _run_scorer as run_scorer
+from tests.web.test_ui_streams import _snapshot as snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -96,8 +98,13 @@ def test_trigger_watch_log_promote(page: Any, server: Server) -> None:
     assert "lower test rmse" in page.locator("#alias-history").inner_text()
     shot(page, "09-model-promoted", full=True)
 
+    # streams: a real app run on the embedded log (with a dead letter) and a status snapshot
+    run_scorer(server.home)
+    snapshot(server.home)
     page.goto(f"{server.url}/streams")
-    shot(page, "10-streams")
+    assert "scorer" in page.locator("#apps").inner_text()
+    page.wait_for_function("window.hwStreamPoints >= 3", timeout=30_000)
+    shot(page, "10-streams", full=True)
 
     DOCS.mkdir(parents=True, exist_ok=True)
     shutil.copy(dags_png, DOCS / "ui-dags.png")
