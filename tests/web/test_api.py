@@ -434,3 +434,34 @@ def test_the_cli_triggers_through_the_same_service(web_home: WebHome) -> None:
     assert ok.returncode == 0, ok.stderr
     run = web_home.store.get_run("etl", "manual__2024-03-01T00:00:00+00:00")
     assert run is not None and run.conf == {"rows": 2}
+
+
+def test_streams_show_running_app_instances_from_their_status_files(api: TestClient, web_home: WebHome) -> None:
+    import os
+    import socket
+
+    from headwater.monitoring.status import instance_id, status_path, write_status
+
+    now = dt.datetime.now(dt.UTC)
+    host = socket.gethostname()
+    live = status_path(web_home.settings, "scorer", instance_id(host, os.getpid()))
+    write_status(live, {
+        "format": 1, "app": "scorer", "group_id": "scorer", "instance_id": instance_id(host, os.getpid()),
+        "pid": os.getpid(), "hostname": host, "state": "running", "heartbeat": now.isoformat(),
+        "counters": {"records_in": 100, "records_out": 97, "records_dead_lettered": 3}, "lag": {"total": 12},
+        "error": None, "sources": ["kafka://svc:hunter2-very-secret@broker:9092"],
+    })
+    old = status_path(web_home.settings, "scorer", "otherbox-1")
+    write_status(old, {"format": 1, "app": "scorer", "instance_id": "otherbox-1", "pid": 1, "hostname": "otherbox",
+                       "state": "running", "heartbeat": (now - dt.timedelta(minutes=5)).isoformat()})
+    apps = api.get("/api/v1/streams/apps").json()
+    by_id = {a["instance_id"]: a for a in apps}
+    assert len(apps) == 2 == len(by_id)
+    assert (by_id["otherbox-1"]["state"], by_id["otherbox-1"]["stale"]) == ("stopped", True)
+    first = by_id[instance_id(host, os.getpid())]
+    assert (first["state"], first["stale"], first["app"]) == ("running", False, "scorer")
+    assert (first["records_in"], first["records_out"], first["dead_lettered"], first["lag"]) == (100, 97, 3, 12)
+    assert first["status"]["sources"] == ["kafka://svc:***@broker:9092"]
+    assert api.get("/api/v1/streams").json()["apps"] == apps
+    assert api.get("/api/v1/streams/apps?app=nobody").json() == []
+    assert live.exists() and old.exists()  # a GET deletes nothing

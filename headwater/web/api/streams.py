@@ -18,6 +18,11 @@ def overview(ctx: Ctx) -> service.StreamsOverview:
     return service.overview(ctx)
 
 
+@router.get("/streams/apps", response_model=list[service.AppInstance], summary="Stream-app instances and their state")
+def apps(ctx: Ctx, app: str | None = None) -> list[service.AppInstance]:
+    return service.list_apps(ctx, app)
+
+
 @router.get("/streams/topics/{name}", response_model=service.TopicSummary, summary="One topic's partitions")
 def topic(ctx: Ctx, name: str) -> service.TopicSummary:
     return service.get_topic(ctx, name)

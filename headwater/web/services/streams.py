@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from headwater.errors import UserError
-from headwater.web.services.masking import mask_urls
+from headwater.web.services.masking import mask_mapping, mask_urls
 
 if TYPE_CHECKING:
     from headwater.stream.broker import Broker, Consumer, RecordBatch, TopicPartition
@@ -66,10 +66,35 @@ class GroupInfo:
 
 
 @dataclass
+class AppInstance:
+    """A stream-app instance, from the status file it writes every few seconds (``headwater stream run``).
+
+    ``state`` is running, stopped (clean exit, or its heartbeat stopped: ``stale``) or failed;
+    ``status`` is the whole snapshot (counters, rates, batch latency, partitions and lag, models,
+    recent alerts and dead letters; format in :mod:`headwater.monitoring.status`), URLs masked.
+    """
+
+    app: str
+    instance_id: str
+    state: str
+    stale: bool
+    heartbeat: dt.datetime | None
+    hostname: str | None
+    pid: int | None
+    records_in: int
+    records_out: int
+    dead_lettered: int
+    lag: int | None
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class StreamsOverview:
-    """Where topics live, every topic, and the groups of the apps that have a dead-letter topic."""
+    """Where topics live, running apps, every topic, and the groups of the apps (those with a status
+    file or a dead-letter topic)."""
 
     broker: str
+    apps: list[AppInstance]
     topics: list[TopicSummary]
     groups: list[GroupInfo]
 
@@ -107,14 +132,44 @@ def broker(ctx: WebContext) -> Iterator[Broker]:
 
 
 def overview(ctx: WebContext) -> StreamsOverview:
-    """Every topic with its offsets, and the lag of each app with a dead-letter topic."""
+    """Running apps, every topic with its offsets, and the lag of each app's group."""
     from headwater.stream.connect import broker_label
 
+    instances = list_apps(ctx)
     with broker(ctx) as b:
         topics = [_topic(b, name) for name in sorted(b.list_topics())]
-        apps = [t.name[: -len(DLQ_SUFFIX)] for t in topics if t.is_dead_letter]
-        groups = [g for g in (_group(b, app, None) for app in apps) if g.partitions]
-        return StreamsOverview(mask_urls(broker_label(b)), topics, groups)
+        names = {t.name[: -len(DLQ_SUFFIX)] for t in topics if t.is_dead_letter}
+        names |= {str(i.status.get("group_id") or i.app) for i in instances}
+        groups = [g for g in (_group(b, name, None) for name in sorted(names)) if g.partitions]
+        return StreamsOverview(mask_urls(broker_label(b)), instances, topics, groups)
+
+
+def list_apps(ctx: WebContext, app: str | None = None) -> list[AppInstance]:
+    """The stream-app instances that wrote a status file (of ``app``, or all), by app and instance.
+
+    Reading changes nothing: files of instances that are gone are left for the CLI to clean up.
+    """
+    from headwater.monitoring.status import read_app_statuses
+
+    out = []
+    for st in read_app_statuses(ctx.settings, app=app, now=ctx.clock.now(), remove_dead=False):
+        counters = _dict(st.data.get("counters"))
+        lag = _dict(st.data.get("lag"))
+        out.append(AppInstance(
+            app=st.app, instance_id=st.instance_id, state=st.state, stale=st.stale, heartbeat=st.heartbeat,
+            hostname=st.hostname, pid=st.pid, records_in=_int(counters.get("records_in")),
+            records_out=_int(counters.get("records_out")), dead_lettered=_int(counters.get("records_dead_lettered")),
+            lag=lag.get("total") if isinstance(lag.get("total"), int) else None, status=mask_mapping(st.data),
+        ))
+    return out
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def get_topic(ctx: WebContext, name: str) -> TopicSummary:
