@@ -465,3 +465,34 @@ def test_streams_show_running_app_instances_from_their_status_files(api: TestCli
     assert api.get("/api/v1/streams").json()["apps"] == apps
     assert api.get("/api/v1/streams/apps?app=nobody").json() == []
     assert live.exists() and old.exists()  # a GET deletes nothing
+
+
+def test_a_running_try_log_is_read_on_as_it_grows_and_the_run_cannot_be_marked(api: TestClient,
+                                                                               web_home: WebHome) -> None:
+    from headwater.orchestration.states import TaskState
+    from headwater.store.base import TryRecord, UnitOfWork
+
+    store = web_home.store
+    ti = store.get_task_instance("flaky", FLAKY, "after")
+    assert ti is not None
+    ti.state, ti.try_number = TaskState.RUNNING, 1
+    log = web_home.settings.logs_folder / "dag_id=flaky" / "after-attempt=1.log"
+    log.write_bytes(b"line 1\n")
+    attempt = TryRecord("flaky", FLAKY, "after", 1, TaskState.RUNNING, log_path=str(log))
+    store.commit(UnitOfWork(task_instances=[ti], tries=[attempt]))
+    url = f"{_run_url('flaky', FLAKY)}/tasks/after/log"
+    first = api.get(url).json()
+    assert (first["text"], first["complete"], first["state"]) == ("line 1\n", False, "running")
+    with log.open("ab") as fh:
+        fh.write("line 2 é".encode()[:-1])  # the writer is half-way through "é"
+    second = api.get(f"{url}?offset={first['next_offset']}").json()
+    assert second["text"] == "line 2 " and second["complete"] is False  # the cut character waits
+    with log.open("ab") as fh:
+        fh.write("é".encode()[1:] + b"\n")
+    third = api.get(f"{url}?offset={second['next_offset']}").json()
+    assert third["text"] == "é\n"
+    refused = _error(api.post(f"{_run_url('flaky', FLAKY)}/mark", json={"task_ids": ["ok"], "state": "failed"}), 400)
+    assert refused["message"] == f"run {FLAKY} of flaky has tasks running now (after); nothing marked"
+    attempt.state, ti.state = TaskState.SUCCESS, TaskState.SUCCESS
+    store.commit(UnitOfWork(task_instances=[ti], tries=[attempt]))
+    assert api.get(f"{url}?offset={third['next_offset']}").json()["complete"] is True

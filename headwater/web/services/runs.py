@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.errors import UserError
 from headwater.orchestration.states import RunState, TaskState
-from headwater.web.services.masking import mask_mapping
+from headwater.web.services.masking import mask_mapping, mask_urls
 from headwater.web.services.pages import check_page
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def ti_info(ti: TaskInstanceRecord, spec: DagSpec | None = None) -> TaskInstance
     return TaskInstanceInfo(
         task_id=ti.task_id, state=ti.state, try_number=ti.try_number, max_tries=ti.max_tries, operator=ti.operator,
         pool=ti.pool, start_date=ti.start_date, end_date=ti.end_date, duration=ti.duration, queued_at=ti.queued_at,
-        hostname=ti.hostname, reason=ti.reason, upstream=list(task.upstream) if task else [],
+        hostname=ti.hostname, reason=mask_urls(ti.reason), upstream=list(task.upstream) if task else [],
     )
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from headwater.errors import TaskNotFoundError, UserError
 from headwater.orchestration.states import RunState, TaskState
+from headwater.web.services.masking import mask_urls
 from headwater.web.services.runs import RunInfo, TaskInstanceInfo, get_run_record, run_info, ti_info
 
 if TYPE_CHECKING:
@@ -129,8 +130,9 @@ def read_log(
         fh.seek(offset)
         data = fh.read(limit)
         at_end = not fh.read(1)
-    # Never cut a UTF-8 character in two: hold back an incomplete tail for the next read.
-    cut = _utf8_boundary(data) if not at_end else len(data)
+    # Never cut a UTF-8 character in two: hold back an incomplete tail for the next read (unless the
+    # file is finished: then a broken tail is shown as the replacement character).
+    cut = len(data) if at_end and finished else _utf8_boundary(data)
     text = dag_masker(spec, run.conf)(data[:cut].decode("utf-8", errors="replace"))
     return LogChunk(dag_id, run_id, task_id, chosen.try_number, chosen.state, offset, offset + cut, text,
                     finished and at_end and cut == len(data))
@@ -174,7 +176,7 @@ def mark(
 ) -> MarkResult:
     """Set task instances to ``success`` or ``failed`` by hand, then settle the run.
 
-    Queued or running task instances are left alone (their worker owns them). When every
+    Refused while any task of the run is queued or running (the scheduler owns the run then). When every
     task instance has finished, the run takes its final state at once (the scheduler's rule:
     failed if a leaf failed); otherwise it is queued so a scheduler goes on with the rest.
     """
@@ -199,10 +201,12 @@ def mark(
                     stack.append(d)
     now = ctx.clock.now()
     tis = ctx.store.list_task_instances(dag_id, run_id)
-    busy = [ti.task_id for ti in tis if ti.task_id in selected and ti.state.active]
+    # While tasks of the run are queued or running, the scheduler holds the run in memory and would
+    # overwrite a mark made here; refuse rather than lose it.
+    busy = sorted(ti.task_id for ti in tis if ti.state.active)
     if busy:
-        raise UserError(f"{', '.join(sorted(busy))} of {run_id} is running now; it is not marked",
-                        hint="wait for it to finish, then mark it")
+        raise UserError(f"run {run_id} of {dag_id} has tasks running now ({', '.join(busy[:5])}); nothing marked",
+                        hint="mark once they have finished")
     marked: list[TaskInstanceRecord] = []
     for ti in tis:
         if ti.task_id in selected and ti.state is not state:
@@ -245,8 +249,8 @@ def _try_info(ctx: WebContext, t: TryRecord) -> TryInfo:
         has_log = confined_log_path(ctx.settings.logs_folder, t.log_path).is_file()
     except UserError:
         has_log = False
-    return TryInfo(t.try_number, t.state, t.start_date, t.end_date, t.duration, t.reason, t.hostname, t.operator,
-                   has_log)
+    return TryInfo(t.try_number, t.state, t.start_date, t.end_date, t.duration, mask_urls(t.reason), t.hostname,
+                   t.operator, has_log)
 
 
 def _utf8_boundary(data: bytes) -> int:
