@@ -496,3 +496,10 @@ def test_a_running_try_log_is_read_on_as_it_grows_and_the_run_cannot_be_marked(a
     attempt.state, ti.state = TaskState.SUCCESS, TaskState.SUCCESS
     store.commit(UnitOfWork(task_instances=[ti], tries=[attempt]))
     assert api.get(f"{url}?offset={third['next_offset']}").json()["complete"] is True
+
+
+def test_openapi_documents_the_error_body(api: TestClient) -> None:
+    schema = api.get("/api/v1/openapi.json").json()
+    op = schema["paths"]["/api/v1/dags/{dag_id}"]["get"]
+    assert op["responses"]["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert set(schema["components"]["schemas"]["ErrorDetail"]["properties"]) == {"code", "message", "hint"}
