@@ -29,7 +29,7 @@ class BulkHistogram(Collector):
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self.bounds = bounds
-        # Per label values: counts per bucket (last one is +Inf, not cumulative) and the sum.
+        # Per label values: counts per bucket (last one is +Inf, not cumulative), [sum, max], created.
         self._series: dict[tuple[str, ...], tuple[list[int], list[float], float]] = {}
         self._lock = threading.Lock()
 
@@ -43,17 +43,34 @@ class BulkHistogram(Collector):
             return 0
         # side="left": a value equal to a bound falls in that bucket (Prometheus' le is "<=").
         counts = np.bincount(np.searchsorted(self.bounds, arr, side="left"), minlength=len(self.bounds) + 1)
-        total = float(arr.sum())
+        total, top = float(arr.sum()), float(arr.max())
         key = tuple(labels)
         with self._lock:
             series = self._series.get(key)
             if series is None:
-                series = self._series[key] = ([0] * (len(self.bounds) + 1), [0.0], time.time())
-            buckets, sums, _created = series
+                series = self._series[key] = ([0] * (len(self.bounds) + 1), [0.0, top], time.time())
+            buckets, stats, _created = series
             for i, n in enumerate(counts.tolist()):
                 buckets[i] += n
-            sums[0] += total
+            stats[0] += total
+            stats[1] = max(stats[1], top)
         return int(arr.size)
+
+    def counts(self, labels: Sequence[str]) -> list[list[float]]:
+        """``[[upper bound, count], ...]`` of one series, counts per bucket (not cumulative), for JSON.
+
+        Values above the last bound are in a last pair whose bound is the largest value seen
+        (JSON has no infinity); it is left out when there are none.
+        """
+        with self._lock:
+            series = self._series.get(tuple(labels))
+            if series is None:
+                return []
+            buckets, stats, _created = series
+            out = [[bound, float(n)] for bound, n in zip(self.bounds, buckets, strict=False)]
+            if buckets[-1]:
+                out.append([max(stats[1], self.bounds[-1]), float(buckets[-1])])
+            return out
 
     def describe(self) -> Iterator[HistogramMetricFamily]:
         yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)

@@ -202,8 +202,8 @@ class StreamExporter:
 
     def __init__(self, registry: CollectorRegistry, app: str,
                  prediction_buckets: Sequence[float] = PREDICTION_BUCKETS,
-                 quality: Callable[[], QualityCounts] | None = None) -> None:
-        from headwater.monitoring.histogram import BulkHistogram
+                 quality: Callable[[], QualityCounts] | None = None,
+                 predictions: BulkHistogram | None = None) -> None:
 
         self.registry = registry
         self.app = app
@@ -217,8 +217,7 @@ class StreamExporter:
         if quality is not None:
             registry.register(_QualityCollector(app, quality))
         self.model_info = _make(registry, "headwater_stream_model_info")
-        spec = BY_NAME["headwater_stream_prediction"]
-        self.predictions: BulkHistogram = BulkHistogram(spec.name, spec.help, spec.labels, prediction_buckets)
+        self.predictions = predictions if predictions is not None else prediction_histogram(prediction_buckets)
         registry.register(self.predictions)
         self._children: dict[tuple[str, str], Any] = {}
         self._lag_series: set[tuple[str, str]] = set()
@@ -277,6 +276,14 @@ class StreamExporter:
     def predicted(self, step: str, model: str, values: Any) -> None:
         self.predictions.observe_many((self.app, step, model), values)
 
+
+
+def prediction_histogram(buckets: Sequence[float] = PREDICTION_BUCKETS) -> BulkHistogram:
+    """The ``headwater_stream_prediction`` histogram (not registered anywhere yet)."""
+    from headwater.monitoring.histogram import BulkHistogram
+
+    spec = BY_NAME["headwater_stream_prediction"]
+    return BulkHistogram(spec.name, spec.help, spec.labels, buckets)
 
 
 # (check, column) -> count, for data-check violations and for drift alerts.

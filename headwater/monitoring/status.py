@@ -29,6 +29,9 @@ instance id is ``<hostname>-<pid>``. Format 1, a JSON object::
       "partitions": [{"topic": "houses", "partition": 0, "lag": 12}],  # assigned now
       "lag": {"total": 12, "measured_at": "2026-11-22T03:05:01.000000+00:00"},
       "models": [{"step": "predict", "model": "house_prices@champion", "version": "house_prices:3"}],
+      "predictions": [{"step": "predict", "model": "house_prices:3", "count": 10400,
+                       "histogram": [[10000.0, 0], [14140.0, 3], ...]}],  # values in (previous bound, bound];
+                                          # a last pair [largest value seen, n] holds those above the last bound
       "recent_alerts": [{"at": "...", "kind": "check" | "drift", "check": "not_null",
                          "column": "sqft", "count": 3, "message": "..."}],          # newest last
       "recent_dead_letters": [{"at": "...", "step": "decode:houses", "topic": "houses",

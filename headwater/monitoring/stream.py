@@ -96,12 +96,14 @@ class StreamMonitor:
         self.instance_id = instance_id()
         self._clock = clock
         self._lock = threading.Lock()
+        from headwater.monitoring.metrics import PREDICTION_BUCKETS, StreamExporter, prediction_histogram
+
+        # Kept with or without Prometheus: the status snapshot shows the distribution too.
+        self.prediction_histogram = prediction_histogram(prediction_buckets or PREDICTION_BUCKETS)
         self.exporter: StreamExporter | None = None
         if registry is not None:
-            from headwater.monitoring.metrics import PREDICTION_BUCKETS, StreamExporter
-
-            self.exporter = StreamExporter(registry, app.name, prediction_buckets or PREDICTION_BUCKETS,
-                                           quality=self.quality_counts)
+            self.exporter = StreamExporter(registry, app.name, quality=self.quality_counts,
+                                           predictions=self.prediction_histogram)
             self.exporter.declare(app.topology.source_topics(), app.topology.sink_topics())
         self.in_by_topic: dict[str, int] = {}
         self.dead_by_topic: dict[str, int] = {}
@@ -224,10 +226,7 @@ class StreamMonitor:
     # -- the hooks' calls (steps, in the kernel's thread) -------------------------------
 
     def predictions(self, step: str, model: str, values: Any) -> None:
-        if self.exporter is not None:
-            n = self.exporter.predictions.observe_many((self.app.name, step, model), values)
-        else:
-            n = len(values)
+        n = self.prediction_histogram.observe_many((self.app.name, step, model), values)
         with self._lock:
             self.predicted[(step, model)] = self.predicted.get((step, model), 0) + n
 
@@ -315,7 +314,9 @@ class StreamMonitor:
             lag = dict(self.lag)
             lag_at = self.lag_measured_at
             alerts = list(self.alerts)
-            predicted = [{"step": s, "model": mv, "count": n} for (s, mv), n in self.predicted.items()]
+            predicted = [{"step": s, "model": mv, "count": n,
+                          "histogram": self.prediction_histogram.counts((app.name, s, mv))}
+                         for (s, mv), n in self.predicted.items()]
             dead = list(self.dead_letters)
             last_size = self.last_batch_size
         now = self._clock()

@@ -73,4 +73,6 @@ def test_predictions_and_model_version_are_exported_per_step() -> None:
         ("app", "scorer"), ("step", STEP), ("model", "house_prices@champion"), ("version", "house_prices:1"),
     })): 1.0}
     assert monitor.models() == [{"step": STEP, "model": "house_prices@champion", "version": "house_prices:1"}]
-    assert monitor.snapshot()["predictions"] == [{"step": STEP, "model": "house_prices:1", "count": N}]
+    (shown,) = monitor.snapshot()["predictions"]
+    assert (shown["step"], shown["model"], shown["count"]) == (STEP, "house_prices:1", N)
+    assert sum(n for _, n in shown["histogram"]) == N

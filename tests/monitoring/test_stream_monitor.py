@@ -13,7 +13,8 @@ import pytest
 
 from headwater.errors import UserError
 from headwater.monitoring import hooks
-from headwater.monitoring.metrics import new_registry, parse_buckets
+from headwater.monitoring.histogram import BulkHistogram
+from headwater.monitoring.metrics import PREDICTION_BUCKETS, new_registry, parse_buckets
 from headwater.monitoring.prometheus import serve
 from headwater.monitoring.status import read_app_statuses, status_path, write_status
 from headwater.monitoring.stream import StreamMonitor
@@ -154,7 +155,15 @@ def test_metrics_over_http_equal_the_apps_own_counts(tmp_path: Path) -> None:
             ("decode:houses", True), ("map:_price", True)}, r
     assert all(r["topic"] == "houses" and r["partition"] in (0, 1) for r in reasons)
     assert snap["recent_alerts"] and snap["recent_alerts"][-1]["check"] == "min_price"
-    assert snap["predictions"] == [{"step": "fake_predict", "model": "fake:1", "count": len(prices)}]
+    (predicted,) = snap["predictions"]
+    assert (predicted["step"], predicted["model"], predicted["count"]) == ("fake_predict", "fake:1", len(prices))
+    histogram = predicted["histogram"]  # [[upper bound, count in (previous bound, bound]], ...]
+    assert sum(n for _, n in histogram) == len(prices)
+    lower = float("-inf")
+    for bound, n in histogram:
+        assert n == sum(lower < p <= bound for p in prices), (bound, n)
+        lower = bound
+    assert [b for b, _ in histogram] == list(PREDICTION_BUCKETS)  # no value above the last bound: no extra pair
     # Hooks go back to nobody once the monitor is closed.
     assert hooks.active() is None
 
@@ -216,3 +225,14 @@ def test_a_metrics_port_in_use_is_a_clear_error() -> None:
         assert info.value.hint and "--metrics-port" in info.value.hint
     finally:
         first.close()
+
+
+def test_bulk_histogram_counts_for_json_end_with_the_largest_value_above_the_last_bound() -> None:
+    hist = BulkHistogram("h", "doc", ("a",), (10, 100))
+    assert hist.observe_many(("x",), [5.0, 10.0, 50.0, 500.0, 700.0, float("nan")]) == 5
+    assert hist.counts(("x",)) == [[10.0, 2.0], [100.0, 1.0], [700.0, 2.0]]
+    assert hist.counts(("y",)) == []
+    (family,) = hist.collect()
+    buckets = {s.labels["le"]: s.value for s in family.samples if s.name == "h_bucket"}
+    assert buckets == {"10.0": 2.0, "100.0": 3.0, "+Inf": 5.0}  # cumulative, as Prometheus wants
+    assert [s.value for s in family.samples if s.name == "h_sum"] == [1265.0]
