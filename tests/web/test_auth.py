@@ -249,3 +249,12 @@ def test_a_browser_asking_for_a_page_is_sent_to_the_login(web_home: WebHome) -> 
     page = client.get("/some/page?run=1", headers={"Accept": "text/html"})
     assert page.status_code == 303 and page.headers["location"] == "/login?next=/some/page%3Frun%3D1"
     assert client.get("/some/page").status_code == 401  # an API client gets the JSON error
+
+
+def test_a_cross_site_form_cannot_log_a_browser_in(anon: TestClient) -> None:
+    # A page of another site can post a form (text/plain or urlencoded), never JSON without asking first.
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        response = anon.post("/api/v1/session", content=f'{{"token": "{TOKEN}"}}',
+                             headers={"Content-Type": content_type})
+        assert response.status_code == 422, content_type
+    assert anon.get("/api/v1/dags").status_code == 401
