@@ -322,8 +322,8 @@ def test_promote_and_reject_need_a_reason_and_record_who(api: TestClient) -> Non
     promoted = api.post(f"{url}/2/promote", json={"reason": "lower test RMSE", "who": "bea"}).json()
     assert (promoted["status"], promoted["status_by"], promoted["aliases"]) == ("approved", "bea", ["champion"])
     history = api.get("/api/v1/models/house_prices").json()["history"]
-    assert (history[0]["from_version"], history[0]["to_version"], history[0]["why"]) == (2, 1, "lower test RMSE") \
-        or (history[0]["from_version"], history[0]["to_version"]) == (1, 2)
+    assert [(h["from_version"], h["to_version"], h["who"], h["why"]) for h in history] == [
+        (1, 2, "bea", "lower test RMSE"), (None, 1, "ana", "first model, checked by hand")]  # newest first
     refused = _error(api.post(f"{url}/2/reject", json={"reason": "oops"}), 400)
     assert "is the champion and cannot be rejected" in refused["message"]
     rejected = api.post(f"{url}/1/reject", json={"reason": "worse"}).json()
