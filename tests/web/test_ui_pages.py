@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -259,3 +260,69 @@ def test_thousand_runs_paginate(ui: TestClient, web_home: WebHome) -> None:
     runs = ui.get("/dags/big/runs", params={"page": 2}, headers=PAGE)
     assert runs.text.count('class="state s-success"') == 50 and "page 2 of 20" in runs.text
     assert ui.get("/dags", headers=PAGE).status_code == 200
+
+
+def test_log_of_a_running_try_streams_by_offset(ui: TestClient, web_home: WebHome) -> None:
+    """While a try runs, the page ends with a poller at the log's end; each poll returns the new
+    text and the next poller; once the try has ended the answer has no poller (polling stops)."""
+    import datetime as dt
+
+    from headwater.executor.base import TaskKey
+    from headwater.orchestration.layout import log_path
+    from headwater.orchestration.states import TaskState
+    from headwater.store.base import TryRecord, UnitOfWork
+
+    store = web_home.store
+    run_id = web_home.run_dag("etl", "2024-02-01")
+    ti = store.get_task_instance("etl", run_id, "load")
+    assert ti is not None
+    path = log_path(web_home.settings.logs_folder, TaskKey("etl", run_id, "load", 2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("line one <b>\n")
+    now = dt.datetime.now(dt.UTC)
+    ti.state, ti.try_number, ti.max_tries = TaskState.RUNNING, 2, 2
+    attempt = TryRecord("etl", run_id, "load", 2, TaskState.RUNNING, start_date=now, log_path=str(path),
+                        operator="BashOperator")
+    store.commit(UnitOfWork(task_instances=[ti], tries=[attempt]))
+
+    page = ui.get("/dags/etl/tasks/load", params={"run_id": run_id}, headers=PAGE)
+    assert "line one &lt;b&gt;" in page.text and 'id="log-tail"' in page.text and 'class="live"' in page.text
+    offset = int(re.search(r'offset=(\d+)"', page.text).group(1))  # type: ignore[union-attr]
+    assert offset == len(b"line one <b>\n")
+    base = {"run_id": run_id, "try": "2"}
+    nothing_new = ui.get("/dags/etl/tasks/load/log", params={**base, "offset": offset}, headers=PAGE)
+    assert nothing_new.text.startswith('<span id="log-tail"') and f"offset={offset}" in nothing_new.text
+
+    with path.open("a") as fh:
+        fh.write("line two\n")
+    more = ui.get("/dags/etl/tasks/load/log", params={**base, "offset": offset}, headers=PAGE)
+    assert more.text.startswith("line two\n") and "line one" not in more.text
+    assert f"offset={offset + len('line two') + 1}" in more.text
+
+    ti.state = TaskState.SUCCESS
+    attempt.state, attempt.end_date = TaskState.SUCCESS, now
+    store.commit(UnitOfWork(task_instances=[ti], tries=[attempt]))
+    done = ui.get("/dags/etl/tasks/load/log", params={**base, "offset": offset}, headers=PAGE)
+    assert done.text.strip() == "line two" and "log-tail" not in done.text
+
+
+def test_log_outside_the_logs_folder_is_not_shown(ui: TestClient, web_home: WebHome, tmp_path: Path) -> None:
+    """A try whose recorded log path points outside the logs folder: the page says so, never reads it."""
+    from headwater.orchestration.states import TaskState
+    from headwater.store.base import TryRecord, UnitOfWork
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    run_id = web_home.etl_runs[0]
+    evil = TryRecord("etl", run_id, "extract", 1, TaskState.SUCCESS, log_path=str(secret), operator="x")
+    web_home.store.commit(UnitOfWork(tries=[evil]))
+    for path in (str(secret), f"{web_home.settings.logs_folder}/../../{secret.name}"):
+        web_home.store.commit(UnitOfWork(tries=[TryRecord(**{**vars_of(evil), "log_path": path})]))
+        r = ui.get("/dags/etl/tasks/extract", params={"run_id": run_id, "try": "1"}, headers=PAGE)
+        assert r.status_code == 200 and "top secret" not in r.text and "outside the logs folder" in r.text
+
+
+def vars_of(record: object) -> dict[str, object]:
+    from dataclasses import asdict
+
+    return asdict(record)  # type: ignore[call-overload]

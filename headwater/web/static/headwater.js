@@ -52,6 +52,27 @@
     init(document);
     document.body.addEventListener("htmx:load", (ev) => init(ev.detail.elt));
   });
+  // Grid cells carry only their state (a page has thousands): the task comes from the row, the run
+  // from the column's bar; a click opens that task try, hovering tells which it is.
+  function cellTarget(cell) {
+    const td = cell.parentElement, tr = td.parentElement, table = tr.closest("table");
+    const bar = table.tHead.rows[0].cells[td.cellIndex].querySelector("[data-run-id]");
+    return { dag: table.dataset.dagId, task: tr.dataset.taskId, run: bar && bar.dataset.runId };
+  }
+  document.addEventListener("click", (ev) => {
+    const cell = ev.target.closest && ev.target.closest("table[data-dag-id] a.cell");
+    if (!cell) return;
+    const t = cellTarget(cell);
+    if (!t.run) return;
+    const q = encodeURIComponent;
+    window.location.href = `/dags/${q(t.dag)}/tasks/${q(t.task)}?run_id=${q(t.run)}`;
+  });
+  document.addEventListener("mouseover", (ev) => {
+    const cell = ev.target.closest && ev.target.closest("table[data-dag-id] a.cell");
+    if (!cell || cell.title) return;
+    const t = cellTarget(cell);
+    cell.title = `${t.task} · ${t.run} · ${cell.dataset.state.replace(/_/g, " ")}`;
+  });
   // A log tail follows the end while the user has not scrolled up.
   document.addEventListener("htmx:beforeSwap", (ev) => {
     const log = document.getElementById("log");

@@ -75,12 +75,16 @@ def _grid_context(ctx: Ctx, record: Any, page_no: int, run_id: str | None = None
         for (rid, _), (state, _) in cells.items():
             if rid == selected.run_id:
                 counts[state] = counts.get(state, 0) + 1
+    tasks = record.spec.topological_order()
+    # States laid out row by row here, not looked up cell by cell in the template (2,500 cells a page).
+    rows = [(t, [cells.get((r.run_id, t), ("none", 0))[0] for r in runs]) for t in tasks]
     return {
         "dag_id": dag_id,
-        "tasks": record.spec.topological_order(),
+        "tasks": tasks,
         "runs": runs,
-        "cells": cells,
+        "rows": rows,
         "selected": selected,
+        "picked": runs.index(selected) if selected is not None else -1,
         "counts": sorted(counts.items(), key=lambda kv: -kv[1]),
         "run_param": run_id,
         "bar_heights": [max(6, round(60 * d / longest)) for d in durations],

@@ -61,7 +61,10 @@ def test_trigger_watch_log_promote(page: Any, server: Server) -> None:
     assert bar.count() == 1
     # the grid refreshes itself (htmx, every 2 s) until the scheduler has run it: no reload here
     page.wait_for_selector(f'.runbar a[data-run-id="{run_id}"][data-state="success"]', timeout=RUN_TIMEOUT_MS)
-    column = page.locator(f'a.cell[href*="{run_id.replace("+", "%2B").replace(":", "%3A")}"]')
+    # the run's column: where its bar is in the header
+    index = page.evaluate("(rid) => document.querySelector(`.runbar a[data-run-id='${rid}']`).closest('th').cellIndex",
+                          run_id)
+    column = page.locator(f"table[data-dag-id] tbody tr td:nth-child({index + 1}) a.cell")
     assert column.count() == 3
     assert all(column.nth(i).get_attribute("data-state") == "success" for i in range(3))
     shot(page, "03-etl-grid-after-trigger")
