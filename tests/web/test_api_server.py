@@ -64,6 +64,8 @@ def test_headwater_web_serves_the_api_and_its_docs(server: tuple[str, subprocess
     docs = httpx2.get(f"{url}/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower() and "/api/v1/openapi.json" in docs.text
     assert httpx2.get(f"{url}/api/v1/openapi.json").json()["info"]["title"] == "headwater"
+    metrics = httpx2.get(f"{url}/metrics")  # mounted from headwater.monitoring
+    assert metrics.status_code == 200 and "# TYPE process_cpu_seconds_total counter" in metrics.text
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert httpx2.get(f"{url}/api/v1/dags").status_code == 401
     dags = httpx2.get(f"{url}/api/v1/dags", headers=auth).json()
