@@ -70,7 +70,7 @@ def add_price_per_sqft(frame: Any) -> Any:
     return frame.with_columns(predicted_price_per_sqft=(pl.col("predicted_price") / pl.col("sqft_living")).round(2))
 
 
-def build(champion: Any, *, registry: Any = None, drift_window: int = 500, drift_every: int = 100,
+def build(champion: Any, *, registry: Any = None, drift_window: int = 1000, drift_every: int = 500,
           max_batch_records: int = 2_000) -> Any:
     """The app for ``champion`` (a ``ModelVersion``); ``registry`` defaults to the headwater home's."""
     from headwater.stream import Json, StreamApp

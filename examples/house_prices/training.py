@@ -25,10 +25,12 @@ from typing import Any
 
 MODEL = "house_prices"
 TARGET = "price"
-#: The estimator: on the full data's time split, 600 trees at 0.05 reach test R² 0.89 in ~3 s.
+#: The estimator. Measured on the full data's time split (test R², RMSE, scoring 10k rows):
+#: 600 trees at 0.05: 0.891, 125,960 $, 0.96 s; 300 at 0.1: 0.891, 125,865 $, 0.50 s; 150 at 0.15:
+#: 0.884, 129,686 $, 0.23 s. 300 at 0.1 keeps the accuracy at half the scoring cost of 600.
 #: One thread: OpenMP threads spin while they wait, and on a busy 2-core machine two of them
-#: took 70 s for the fit that one thread does in 2.4 s (measured here).
-LGBM_PARAMS = {"n_estimators": 600, "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
+#: took 70 s for a fit that one thread does in 2.4 s.
+LGBM_PARAMS = {"n_estimators": 300, "learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20,
                "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.8, "n_jobs": 1, "verbose": -1}
 IMPROVEMENT = 0.01  # a new version must beat the champion's test RMSE by 1% to replace it
 
