@@ -10,6 +10,7 @@ from headwater.cli.env import Env
 from headwater.cli.output import say
 
 pass_env = click.make_pass_decorator(Env)
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 @click.command("web")
@@ -39,8 +40,11 @@ def web(env: Env, host: str, port: int, read_only_open: bool, parse: bool) -> No
     if token is None and stored_token_hash(settings) is None:
         say("[yellow]note:[/] no API token: nobody can log in or change anything; set HEADWATER_API_TOKEN "
             "or run `headwater db init` to make one", err=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    loopback = host in LOOPBACK
+    if not loopback:
         say(f"[yellow]note:[/] listening on {escape(host)}: other machines can reach this server", err=True)
-    app = create_app(settings, token=token, read_only_open=read_only_open)
+    # On loopback, only loopback Host headers: a page whose DNS name is rebound to 127.0.0.1 is refused.
+    app = create_app(settings, token=token, read_only_open=read_only_open,
+                     allowed_hosts=list(LOOPBACK) if loopback else None)
     say(f"headwater web on [bold]http://{escape(host)}:{port}[/] (API docs at /docs; Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

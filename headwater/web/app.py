@@ -43,13 +43,17 @@ def create_app(
     clock: Clock | None = None,
     with_ui: bool = True,
     with_metrics: bool = True,
+    allowed_hosts: list[str] | None = None,
 ) -> FastAPI:
     """Build the app over the headwater home in ``settings``.
 
     ``token`` is the API token (``headwater web`` passes ``HEADWATER_API_TOKEN``); without it the
     hash kept by ``headwater db init`` is used, and without that no write is possible.
     ``read_only_open`` lets anyone read without logging in; ``secret_key`` signs the session cookie
-    (default: a key kept in a 0600 file of the home). Building the app reads no DAG file.
+    (default: a key kept in a 0600 file of the home). ``allowed_hosts`` refuses requests whose
+    ``Host`` header names another host (``headwater web`` on 127.0.0.1 allows only loopback names, so
+    a web page that rebinds its DNS name to 127.0.0.1 cannot talk to the server). Building the app
+    reads no DAG file.
     """
     from fastapi import FastAPI
     from starlette.middleware.sessions import SessionMiddleware
@@ -78,6 +82,10 @@ def create_app(
         SessionMiddleware, secret_key=secret_key or auth.secret_key(settings), session_cookie=auth.SESSION_COOKIE,
         max_age=auth.SESSION_MAX_AGE, same_site="lax", https_only=False,
     )
+    if allowed_hosts:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     install_error_handlers(app)
 
     from headwater.web.api import router as api_router

@@ -181,3 +181,14 @@ def test_no_endpoint_imports_a_dag_file(api: TestClient, web_home: WebHome, tmp_
     assert api.post(f"/api/v1/dags/flaky/runs/{run}/clear", json={"task_ids": ["boom"]}).status_code == 200
     assert not marker.exists(), "an endpoint imported a DAG file"
     assert os.path.exists(web_home.dags / "trap.py")
+
+
+def test_a_server_on_loopback_refuses_other_host_names(web_home: WebHome) -> None:
+    from headwater.web.app import create_app
+
+    app = create_app(web_home.settings, token="t", read_only_open=True, allowed_hosts=["127.0.0.1", "localhost"])
+    client = TestClient(app, base_url="http://127.0.0.1:8080")
+    assert client.get("/api/v1/dags").status_code == 200
+    assert client.get("/api/v1/dags", headers={"Host": "localhost:8080"}).status_code == 200
+    rebound = client.get("/api/v1/dags", headers={"Host": "evil.example:8080"})
+    assert rebound.status_code == 400 and "etl" not in rebound.text
