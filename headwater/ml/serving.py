@@ -12,7 +12,7 @@ Endpoints (FastAPI, imported by this module only: ``import headwater`` does not 
   with one bad record is refused whole, so a client never has to match partial answers.
 * ``GET /health``: ``{"status": "ok", "model_version": ...}``.
 * ``GET /model``: the version in use, its signature, metrics, status and the model's aliases.
-* ``GET /metrics``: Prometheus text, when ``headwater.monitoring`` is importable.
+* ``GET /metrics``: the process's metrics in the Prometheus text format (``headwater.monitoring``).
 
 Hot reload: a :class:`~headwater.ml.scoring.ModelFollower` holds the model. A thread
 re-resolves the reference every ``reload_interval`` seconds and, when the alias moved,
@@ -183,10 +183,11 @@ def create_app(
 
 
 def _mount_metrics(app: Any) -> None:
-    """``/metrics`` from headwater.monitoring when it is there (an optional part of the install)."""
+    """``/metrics`` (this process's metrics, Prometheus text) from headwater.monitoring, when installed."""
     try:
         from headwater.monitoring.prometheus import metrics_app
 
-        app.mount("/metrics", metrics_app())
+        # A route, not a mount: no redirect from /metrics to /metrics/.
+        app.add_route("/metrics", metrics_app(), include_in_schema=False)
     except Exception as exc:  # monitoring is an extra: serving works without it
-        log.warning("/metrics not mounted: %s", exc)
+        log.warning("/metrics not served: %s", exc)

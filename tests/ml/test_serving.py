@@ -170,6 +170,8 @@ def test_health_and_model_describe_the_version_in_use(served: tuple[httpx.Client
     assert model["aliases"] == {"champion": 1}
     assert [f["name"] for f in model["signature"]["features"]][:2] == ["living_per_lot", "log_sqft_living"]
     assert model["metrics"]["test"]["rmse"] > 0
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and "process_cpu_seconds_total" in metrics.text
 
 
 def test_a_reference_that_does_not_resolve_fails_before_serving(tmp_path: Path,
