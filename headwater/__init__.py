@@ -32,6 +32,9 @@ _EXPORTS: dict[str, str] = {
     "BranchPythonOperator": "headwater.orchestration.operators",
     "ShortCircuitOperator": "headwater.orchestration.operators",
     "TriggerRule": "headwater.orchestration.states",
+    "Param": "headwater.orchestration.params",
+    "TaskGroup": "headwater.orchestration.taskgroup",
+    "task_group": "headwater.orchestration.taskgroup",
     # sensors
     "BaseSensorOperator": "headwater.orchestration.sensors",
     "PokeReturnValue": "headwater.orchestration.sensors",
@@ -80,6 +83,7 @@ __all__ = [
     "IntParameter",
     "ListParameter",
     "LocalTarget",
+    "Param",
     "Parameter",
     "PokeReturnValue",
     "PythonOperator",
@@ -89,6 +93,7 @@ __all__ = [
     "Task",
     "TaskFailNoRetryError",
     "TaskFailedError",
+    "TaskGroup",
     "TaskSkipError",
     "TimeDeltaSensor",
     "TriggerRule",
@@ -99,6 +104,7 @@ __all__ = [
     "cross_downstream",
     "dag",
     "task",
+    "task_group",
 ]
 
 
@@ -136,6 +142,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
         ListParameter,
         Parameter,
     )
+    from headwater.orchestration.params import Param
     from headwater.orchestration.sensors import (
         BaseSensorOperator,
         DateTimeSensor,
@@ -148,3 +155,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from headwater.orchestration.states import TriggerRule
     from headwater.orchestration.targets import FsspecTarget, LocalTarget, Target
     from headwater.orchestration.taskflow import XComArg, dag, task
+    from headwater.orchestration.taskgroup import TaskGroup, task_group

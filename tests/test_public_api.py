@@ -22,6 +22,9 @@ PUBLIC = {
     "BranchPythonOperator",
     "ShortCircuitOperator",
     "TriggerRule",
+    "Param",
+    "TaskGroup",
+    "task_group",
     # sensors
     "BaseSensorOperator",
     "PokeReturnValue",

@@ -11,9 +11,12 @@ import click
 from headwater.cli.env import Env
 from headwater.cli.output import Col, console, say, state, table, task_table, when
 from headwater.errors import UserError
-from headwater.web.services.dags import schedule_text  # one rule for the CLI and the web
 
 if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.tree import Tree
+
+    from headwater.orchestration.spec import DagSpec
     from headwater.store.base import TaskInstanceRecord
 
 pass_env = click.make_pass_decorator(Env)
@@ -23,6 +26,13 @@ _TABLE_LIMIT = 30  # rows of task instances printed before summarising
 @click.group()
 def dags() -> None:
     """Work with DAGs."""
+
+
+def schedule_text(schedule: str | None) -> str:
+    """The web's rule (one for the CLI and the web), imported on use: ``--help`` stays light."""
+    from headwater.web.services.dags import schedule_text as text
+
+    return text(schedule)
 
 
 @dags.command("list")
@@ -75,12 +85,73 @@ def show(env: Env, dag_id: str, tree: bool | None) -> None:
     say(f"file: {escape(spec.fileloc)}")
     if spec.description:
         say(escape(spec.description))
+    if spec.params:
+        out.print(_params_table(spec))
+    if spec.task_groups:
+        out.print(_groups_tree(spec))
     if tree or (tree is None and len(spec.tasks) <= TREE_LIMIT):
         out.print(render_tree(spec))
     elif tree is None:
         say(f"[dim](tree left out for {len(spec.tasks)} tasks; --tree draws it)[/]")
     for line in render_graph(spec, width=out.width):
         out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _params_table(spec: DagSpec) -> Table:
+    """The DAG's params: default (secrets as ***), the rules a run's conf must meet, description."""
+    from rich.markup import escape
+
+    from headwater.orchestration.params import MASK
+
+    out = table("param", "default", Col("rules", wrap=True), Col("description", wrap=True))
+    for name, default in spec.params.items():
+        entry = spec.params_schema.get(name, {})
+        rules = ", ".join(f"{k}={json.dumps(v)}" for k, v in (entry.get("schema") or {}).items())
+        shown = "(required)" if entry.get("required") else json.dumps(default)
+        if entry.get("secret"):
+            shown, rules = MASK, ("secret, " + rules).rstrip(", ")
+        out.add_row(escape(name), escape(shown), escape(rules), escape(entry.get("description") or ""))
+    return out
+
+
+def _groups_tree(spec: DagSpec) -> Tree:
+    """Task groups with their tasks, nested as defined."""
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    children: dict[str | None, list[str]] = {}
+    for gid, info in spec.task_groups.items():
+        children.setdefault(info.get("parent"), []).append(gid)
+    members: dict[str, list[str]] = {}
+    for tid, task in spec.tasks.items():
+        if task.groups:
+            members.setdefault(task.groups[-1], []).append(tid)
+
+    def add(node: Tree, gid: str) -> None:
+        tip = spec.task_groups[gid].get("tooltip")
+        branch = node.add(f"[cyan]{escape(gid)}[/]" + (f" [dim]{escape(tip)}[/]" if tip else ""))
+        for child in children.get(gid, []):
+            add(branch, child)
+        for tid in members.get(gid, []):
+            branch.add(escape(tid))
+
+    root = Tree("[bold]task groups[/]")
+    for gid in children.get(None, []):
+        add(root, gid)
+    return root
+
+
+def _checked_conf(spec: DagSpec, text: str | None) -> dict[str, object]:
+    """``--conf`` parsed and checked against the DAG's params before any run is created.
+
+    What is stored is the conf as given (the run's params are merged over the defaults
+    when a task runs), so task-level params still apply to names the conf leaves out.
+    """
+    from headwater.orchestration.params import validate_conf
+
+    conf = _conf(text)
+    checked = validate_conf(spec, conf)
+    return {k: v for k, v in conf.items() if k in checked}
 
 
 def _conf(text: str | None) -> dict[str, object]:
@@ -137,7 +208,7 @@ def test(env: Env, dag_id: str, logical_date: str | None, conf: str | None, forc
     from headwater.orchestration.states import RunState, RunType
 
     rec = env.dag(dag_id)
-    params = _conf(conf)
+    params = _checked_conf(rec.spec, conf)
     now = utcnow()
     when_ = parse_date(logical_date) if logical_date else now
     store = env.store
@@ -184,7 +255,7 @@ def trigger_cmd(env: Env, dag_id: str, conf: str | None, logical_date: str | Non
     from headwater.web.services.dags import trigger
 
     rec = env.dag(dag_id)
-    params = _conf(conf)
+    params = _checked_conf(rec.spec, conf)
     when_ = parse_date(logical_date) if logical_date else None
     # The web's trigger: conf checked against the DAG's params, taken dates and run ids refused.
     run = trigger(WebContext.around(env.settings, env.store), dag_id, conf=params, logical_date=when_, run_id=run_id)
@@ -199,14 +270,15 @@ def trigger_cmd(env: Env, dag_id: str, conf: str | None, logical_date: str | Non
 @click.option("--start", "-s", required=True, help="First logical date (YYYY-MM-DD[THH:MM]).")
 @click.option("--end", "-e", required=True, help="Last logical date, inclusive; a day alone includes all of it.")
 @click.option("--rerun-failed", is_flag=True, help="Clear and rerun the failed tasks of failed runs.")
+@click.option("--conf", default=None, help="JSON object for dag_run.conf of the runs created.")
 @click.option("--parallelism", "-p", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: $HEADWATER_PARALLELISM or CPUs).")
 @click.option("--executor", type=click.Choice(["local", "inline", "dask"]), default="local", show_default=True)
 @click.option("--dask-address", default=None,
               help="Dask scheduler for --executor dask, e.g. tcp://127.0.0.1:8786 (default: a local cluster).")
 @pass_env
-def backfill(env: Env, dag_id: str, start: str, end: str, rerun_failed: bool, parallelism: int | None,
-             executor: str, dask_address: str | None) -> None:
+def backfill(env: Env, dag_id: str, start: str, end: str, rerun_failed: bool, conf: str | None,
+             parallelism: int | None, executor: str, dask_address: str | None) -> None:
     """Create and run the runs of every interval between two dates (exit 1 if one fails)."""
     from rich.markup import escape
 
@@ -217,8 +289,9 @@ def backfill(env: Env, dag_id: str, start: str, end: str, rerun_failed: bool, pa
     from headwater.orchestration.states import RunState
 
     rec = env.dag(dag_id)
+    params = _checked_conf(rec.spec, conf)
     first, last = parse_date(start), end_of(end)
-    plan = plan_backfill(env.store, rec, first, last, utcnow(), rerun_failed=rerun_failed)
+    plan = plan_backfill(env.store, rec, first, last, utcnow(), rerun_failed=rerun_failed, conf=params)
     say(f"backfill {dag_id}: {len(plan.created)} new run(s), {len(plan.rerun)} rerun, "
         f"{len(plan.existing)} already there")
     runs = plan.runs

@@ -33,6 +33,7 @@ from headwater.orchestration.dag import (
 )
 from headwater.orchestration.spec import DEFAULT_POOL, TaskSpec
 from headwater.orchestration.states import TriggerRule
+from headwater.orchestration.taskgroup import current_group
 
 if TYPE_CHECKING:
     from headwater.orchestration.context import Context
@@ -93,10 +94,18 @@ def _apply_defaults(init: _F) -> _F:
     @functools.wraps(init)
     def wrapper(self: BaseOperator, *args: Any, **kwargs: Any) -> None:
         outermost = not self.__dict__.get("_hw_in_init", False)
+        group = None
         if outermost:
             self.__dict__["_hw_in_init"] = True
             dag = kwargs.get("dag") or current_dag()
             defaults: dict[str, Any] = dict(dag.default_args) if isinstance(dag, DAG) else {}
+            group = kwargs.pop("task_group", None) or current_group(dag if isinstance(dag, DAG) else None)
+            if group is not None:
+                # Inside ``with TaskGroup``: the group's default_args win over the DAG's, and
+                # the id gets the group's prefix (``extract.load``).
+                defaults.update(group.default_args)
+                if isinstance(kwargs.get("task_id"), str):
+                    kwargs["task_id"] = group.child_id(kwargs["task_id"])
             defaults.update(kwargs.pop("default_args", None) or {})
             accepted = accepted_arguments(type(self))
             for key, value in defaults.items():
@@ -112,6 +121,8 @@ def _apply_defaults(init: _F) -> _F:
             if outermost:
                 self.__dict__["_hw_in_init"] = False
         if outermost:
+            if group is not None and self._dag is group.dag:
+                group.add(self)
             self._set_xcomarg_dependencies()
 
     return wrapper  # type: ignore[return-value]
@@ -347,13 +358,13 @@ class BaseOperator:
         return seen
 
     def set_upstream(self, other: Any) -> None:
-        """Make ``other`` (a task, an XComArg or a list of them) run before this task."""
-        for op in operators_of(other):
+        """Make ``other`` (a task, an XComArg, a TaskGroup or a list of them) run before this task."""
+        for op in operators_of(other, end="leaves"):
             _add_edge(op, self)
 
     def set_downstream(self, other: Any) -> None:
-        """Make ``other`` (a task, an XComArg or a list of them) run after this task."""
-        for op in operators_of(other):
+        """Make ``other`` (a task, an XComArg, a TaskGroup or a list of them) run after this task."""
+        for op in operators_of(other, end="roots"):
             _add_edge(self, op)
 
     def __rshift__(self, other: Any) -> Any:
@@ -406,17 +417,24 @@ def _seconds(value: dt.timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
 
-def operators_of(value: Any) -> list[BaseOperator]:
-    """The tasks named by a task, an XComArg, or a (nested) list/tuple/set of them."""
+def operators_of(value: Any, *, end: str = "roots") -> list[BaseOperator]:
+    """The tasks named by a task, an XComArg, a TaskGroup, or a (nested) list/tuple/set of them.
+
+    A TaskGroup stands for its ``roots`` when it is the downstream side of a
+    dependency and for its ``leaves`` when it is the upstream side (``end``).
+    """
     if isinstance(value, BaseOperator):
         return [value]
+    edge_tasks = getattr(value, "edge_tasks", None)
+    if callable(edge_tasks):
+        return list(edge_tasks(end))
     op = getattr(value, "operator", None)
     if isinstance(op, BaseOperator):
         return [op]
     if isinstance(value, list | tuple | set | frozenset):
         out: list[BaseOperator] = []
         for item in value:
-            out.extend(operators_of(item))
+            out.extend(operators_of(item, end=end))
         return out
     raise DagDefinitionError(
         f"cannot set a dependency on {type(value).__name__} {value!r}",
@@ -524,16 +542,16 @@ def chain(*tasks: Any) -> None:
                     "use cross_downstream() to link every task of one list to every task of the other",
                 )
             for u, d in zip(up, down, strict=True):
-                for op in operators_of(u):
+                for op in operators_of(u, end="leaves"):
                     op.set_downstream(d)
         else:
-            for op in operators_of(up):
+            for op in operators_of(up, end="leaves"):
                 op.set_downstream(down)
 
 
 def cross_downstream(from_tasks: Sequence[Any], to_tasks: Any) -> None:
     """Make every task of ``to_tasks`` depend on every task of ``from_tasks``."""
-    for op in operators_of(list(from_tasks)):
+    for op in operators_of(list(from_tasks), end="leaves"):
         op.set_downstream(to_tasks)
 
 

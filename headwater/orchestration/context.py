@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from headwater.clock import ensure_utc
+from headwater.orchestration.params import Param
 from headwater.orchestration.xcom_codec import decode_xcom
 
 if TYPE_CHECKING:
@@ -198,7 +199,12 @@ def build_context(task: BaseOperator, dag: DAG, workload: Workload, ti: RuntimeT
         run_type=run.run_type,
         conf=dict(run.conf),
     )
-    params = {**dag.params, **task.params, **workload.params, **run.conf}
+    # The workload's params come from the stored spec, where secret defaults are "***":
+    # those are skipped so the DAG file's real value stands. Task-level Params give their value.
+    secrets = {name for name, p in dag.param_specs.items() if p.secret}
+    task_params = {k: v.value if isinstance(v, Param) else v for k, v in task.params.items()}
+    from_spec = {k: v for k, v in workload.params.items() if k not in secrets}
+    params = {**dag.params, **task_params, **from_spec, **run.conf}
     ds = logical.strftime("%Y-%m-%d")
     context: Context = {
         "dag": dag,

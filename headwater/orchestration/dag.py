@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.clock import ensure_utc
 from headwater.errors import DagDefinitionError, TaskNotFoundError
+from headwater.orchestration.params import MASK, Param, params_schema, resolve_dag_params
 from headwater.orchestration.spec import DagSpec
 
 if TYPE_CHECKING:
     from headwater.orchestration.baseoperator import BaseOperator
+    from headwater.orchestration.taskgroup import TaskGroup
 
 MAX_ID_LENGTH = 250
 DEFAULT_OWNER = "headwater"
@@ -203,7 +205,11 @@ class DAG:
         self.catchup = bool(catchup)
         if params is not None and not isinstance(params, dict):
             raise DagDefinitionError(f"params of DAG {dag_id!r} must be a dict, got {params!r}")
-        self.params: dict[str, Any] = dict(params or {})
+        # ``params`` holds plain values (what templates and tasks see, as Airflow's ParamsDict
+        # gives); ``param_specs`` the Param behind each one. A bad default fails the import here.
+        self.params: dict[str, Any]
+        self.param_specs: dict[str, Param]
+        self.params, self.param_specs = resolve_dag_params(dag_id, params or {})
         if isinstance(tags, str):
             raise DagDefinitionError(f"tags of DAG {dag_id!r} must be a list of strings, not one string")
         self.tags: list[str] = [str(t) for t in tags or ()]
@@ -218,6 +224,7 @@ class DAG:
         self.user_defined_macros: dict[str, Any] = dict(user_defined_macros or {})
         self.user_defined_filters: dict[str, Callable[..., Any]] = dict(user_defined_filters or {})
         self.task_dict: dict[str, BaseOperator] = {}
+        self.task_groups: dict[str, TaskGroup] = {}  # group_id -> group (see taskgroup.py)
         self.fileloc, self.lineno = _caller_location()
         self._tokens: list[Token[tuple[DAG, ...]]] = []
         registry = _IMPORT_REGISTRY.get()
@@ -343,9 +350,15 @@ class DAG:
                 f"params of DAG {self.dag_id!r} must be JSON values: {exc}",
                 hint="use strings, numbers, booleans, lists and dicts in params",
             ) from None
+        import dataclasses
+
+        groups_of = {tid: group.path for group in self.task_groups.values() for tid in group.task_ids}
         return DagSpec(
             dag_id=self.dag_id,
-            tasks={tid: task.to_spec() for tid, task in self.task_dict.items()},
+            tasks={
+                tid: dataclasses.replace(task.to_spec(), groups=groups_of[tid]) if tid in groups_of else task.to_spec()
+                for tid, task in self.task_dict.items()
+            },
             fileloc=fileloc or self.fileloc,
             description=self.description,
             schedule=self.schedule,
@@ -356,7 +369,15 @@ class DAG:
             max_active_tasks=self.max_active_tasks,
             tags=tuple(self.tags),
             owner=self.owner,
-            params=dict(self.params),
+            # Secret defaults stay in the DAG file: the stored spec (served to the CLI and
+            # the web UI) only says there is one.
+            params={k: MASK if self.param_specs[k].secret and v not in (None, "") else v
+                    for k, v in self.params.items()},
+            params_schema=params_schema(self.param_specs),
+            task_groups={
+                gid: {"tooltip": g.tooltip, "parent": g.parent_group.group_id if g.parent_group else None}
+                for gid, g in self.task_groups.items()
+            },
             is_paused_upon_creation=self.is_paused_upon_creation,
             source_hash=source_hash,
             dagrun_timeout=self.dagrun_timeout.total_seconds() if self.dagrun_timeout else None,

@@ -86,11 +86,13 @@ def plan_backfill(
     now: dt.datetime,
     *,
     rerun_failed: bool = False,
+    conf: dict[str, Any] | None = None,
 ) -> BackfillPlan:
     """Create a backfill run for every interval in [start, end] that has no run yet.
 
     Existing runs are left alone, except failed ones with ``rerun_failed``: their
     failed and upstream-failed task instances are cleared and the run queued again.
+    ``conf`` (already checked against the DAG's params) goes to the runs created.
     """
     if ensure_utc(end) < ensure_utc(start):
         raise UserError(f"backfill end {end:%Y-%m-%d} is before start {start:%Y-%m-%d}", hint="swap them")
@@ -99,7 +101,7 @@ def plan_backfill(
     for interval in timetable.intervals_between(start, end):
         existing = store.find_run(record.dag_id, interval.start)
         if existing is None:
-            plan.created.append(create_run(store, record, interval, RunType.BACKFILL, now))
+            plan.created.append(create_run(store, record, interval, RunType.BACKFILL, now, conf=conf))
         elif rerun_failed and existing.state is RunState.FAILED:
             clear_task_instances(store, record.spec, [existing], only_failed=True, now=now)
             plan.rerun.append(existing)

@@ -45,6 +45,8 @@ class TaskSpec:
     has_outputs: bool = False
     is_empty: bool = False
     doc: str | None = None
+    # Task groups holding the task, outermost first (``("etl", "etl.extract")``); empty: none.
+    groups: tuple[str, ...] = ()
 
     def retry_wait(self, try_number: int) -> float:
         """Seconds to wait before the next try, after try ``try_number`` (1-based) failed.
@@ -80,7 +82,13 @@ class DagSpec:
     max_active_tasks: int = 16
     tags: tuple[str, ...] = ()
     owner: str = "headwater"
+    # Default value of each param (``"***"`` for a secret one; ``None`` when it has none).
     params: dict[str, Any] = field(default_factory=dict)
+    # Per param: {"schema": JSON Schema keywords, "description", "secret", "required"}
+    # (see orchestration/params.py); what a trigger form is drawn from and checked with.
+    params_schema: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # group_id -> {"tooltip", "parent" (group_id or None)}; tasks name theirs in TaskSpec.groups.
+    task_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     is_paused_upon_creation: bool = False
     source_hash: str = ""
     dagrun_timeout: float | None = None
@@ -132,6 +140,7 @@ _TASK_FIELDS = frozenset(f.name for f in fields(TaskSpec))
 def _task_from_plain(raw: dict[str, Any]) -> TaskSpec:
     raw = dict(raw)
     raw["upstream"] = tuple(raw.get("upstream") or ())
+    raw["groups"] = tuple(raw.get("groups") or ())
     raw["trigger_rule"] = TriggerRule(raw.get("trigger_rule", "all_success"))
     for key in ("start_date", "end_date"):
         raw[key] = _parse_dt(raw.get(key))

@@ -21,6 +21,8 @@ from headwater.orchestration.baseoperator import BaseOperator
 from headwater.orchestration.context import RETURN_KEY
 from headwater.orchestration.dag import DAG, current_dag
 from headwater.orchestration.operators import BranchPythonOperator, PythonOperator, ShortCircuitOperator
+from headwater.orchestration.params import Param
+from headwater.orchestration.taskgroup import current_group
 from headwater.orchestration.templating import Resolvable
 
 _MISSING = object()
@@ -104,7 +106,7 @@ class DagParam(Resolvable):
 
     def __init__(self, name: str, default: Any) -> None:
         self.name = name
-        self.default = default
+        self.default = default.value if isinstance(default, Param) else default
 
     def __repr__(self) -> str:
         return f"DagParam({self.name!r})"
@@ -174,7 +176,11 @@ class TaskDecorator:
         dag = options.get("dag") or current_dag()
         task_id = options.pop("task_id", None) or self.function.__name__
         if isinstance(dag, DAG):
-            task_id = unique_task_id(dag, task_id)
+            # Inside a TaskGroup the operator adds the group prefix; the free id is looked
+            # for with the prefix, as the DAG will hold it.
+            group = options.get("task_group") or current_group(dag)
+            prefix = group.child_id("") if group is not None else ""
+            task_id = unique_task_id(dag, prefix + task_id)[len(prefix):]
         multiple_outputs = options.pop("multiple_outputs", None)
         if multiple_outputs is None:
             multiple_outputs = _returns_dict(self.function)
