@@ -326,3 +326,18 @@ def vars_of(record: object) -> dict[str, object]:
     from dataclasses import asdict
 
     return asdict(record)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
+def test_login_redirects_only_within_the_site(make_client: Callable[..., TestClient], target: str) -> None:
+    client = make_client()
+    r = client.post("/login", data={"token": TOKEN, "name": "ana", "next": target}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/dags"
+    ok = make_client().post("/login", data={"token": TOKEN, "next": "/models"}, follow_redirects=False)
+    assert ok.headers["location"] == "/models"
+
+
+def test_logout_ends_the_session(ui: TestClient) -> None:
+    r = ui.post("/logout", data={"csrf_token": ui.csrf}, headers=PAGE, follow_redirects=False)  # type: ignore[attr-defined]
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert ui.get("/dags", headers=PAGE, follow_redirects=False).status_code == 303

@@ -51,6 +51,38 @@ with DAG("house_prices_training", schedule="@daily", start_date=datetime(2024, 3
 '''
 
 
+def register_v3(home: WebHome, run_id: str) -> None:
+    """A third version of house_prices with a real training profile (skewed prices, categories)."""
+    import numpy as np
+    import polars as pl
+    from sklearn.linear_model import Ridge
+
+    from headwater.ml.artifacts import ModelArtifact
+    from headwater.ml.profile import profile
+    from headwater.ml.registry_sql import SqlModelRegistry
+
+    rng = np.random.default_rng(7)
+    n = 5000
+    frame = pl.DataFrame({
+        "price": rng.lognormal(13.0, 0.45, n),
+        "sqft_living": rng.normal(2100, 650, n).clip(400, None),
+        "bedrooms": rng.choice([1, 2, 3, 3, 3, 4, 4, 5, 6], n),
+        "zipcode": rng.choice(["98103", "98052", "98115", "98006", "98004", "98033"], n),
+        "yr_built": rng.integers(1900, 2015, n),
+    })
+    x = np.arange(30, dtype=float).reshape(10, 3)
+    reg = SqlModelRegistry(home.store, home.settings.home / "models")
+    reg.register(
+        "house_prices", ModelArtifact(Ridge(alpha=3).fit(x, x[:, 0]), {"k": 3}),
+        {"inputs": [{"name": "sqft_living", "dtype": "Float64"}], "outputs": [{"name": "price", "dtype": "Float64"}]},
+        profile(frame), {"test": {"rmse": 0.95, "r2": 0.83, "mae": 0.61}, "validation": {"rmse": 0.93, "r2": 0.84}},
+        {"alpha": 3, "learning_rate": 0.05},
+        {"dag_id": "house_prices_training", "run_id": run_id, "task_id": "register_model",
+         "splits": {"test": {"data_hash": "9c2e41aa07", "rows": 1000}}, "feature_source_hash": "4f1d0c2b"},
+        "ml-bot",
+    )
+
+
 def chromium_or_skip() -> str:
     """The Chromium binary, or a skip that says how to get it."""
     if Path(CHROMIUM).exists():
@@ -115,7 +147,8 @@ def server(web_home: WebHome, tmp_path: Path) -> Iterator[Server]:
     web_home.write_dag("training.py", TRAINING)
     web_home.refresh()
     for day in range(1, 15):  # two of them fail in validate_data: part of the picture
-        web_home.run_dag("house_prices_training", f"2024-03-{day:02d}", run_type="scheduled")
+        last = web_home.run_dag("house_prices_training", f"2024-03-{day:02d}", run_type="scheduled")
+    register_v3(web_home, last)
     env = _env(web_home)
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -53,6 +53,7 @@ def test_trigger_watch_log_promote(page: Any, server: Server) -> None:
     row = page.locator('tr[data-dag-id="etl"]')
     row.locator("summary").click()
     row.locator('input[name="param.rows"]').fill("5")
+    shot(page, "02b-trigger-form")
     row.get_by_role("button", name="Trigger run").click()
     page.wait_for_url(re.compile(r"/dags/etl/grid"))
     flash = page.locator(".flash.info").inner_text()
@@ -100,6 +101,9 @@ def test_trigger_watch_log_promote(page: Any, server: Server) -> None:
     assert "champion" in page.locator('tr[data-version="2"]').inner_text()
     assert "lower test rmse" in page.locator("#alias-history").inner_text()
     shot(page, "09-model-promoted", full=True)
+    page.goto(f"{server.url}/models/house_prices?version=3")
+    assert page.locator("#profile .hist").count() == 5
+    shot(page, "09b-model-profile", full=True)
 
     # streams: a real app run on the embedded log (with a dead letter) and a status snapshot
     run_scorer(server.home)
