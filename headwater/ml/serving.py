@@ -27,7 +27,9 @@ Decoding is one ``orjson.loads`` and one Polars column per input (see
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 OUTPUT = "prediction"
 VERSION = "model_version"
+SPEC_VARIABLE = "HEADWATER_SERVE_SPEC"  # what worker processes of `headwater serve --workers N` serve
 
 
 class Reloader(threading.Thread):
@@ -180,6 +183,21 @@ def create_app(
 
     _mount_metrics(app)
     return app
+
+
+def app_from_env() -> Any:
+    """The app of one worker process of ``headwater serve --workers N`` (uvicorn imports it by name).
+
+    Each worker loads the model and follows the alias on its own: while the alias moves,
+    workers may answer from different versions for up to ``reload_interval``; every answer
+    names its version.
+    """
+    from headwater.ml.registry_sql import open_registry
+    from headwater.settings import Settings
+
+    spec = json.loads(os.environ[SPEC_VARIABLE])
+    return create_app(spec["ref"], registry=open_registry(Settings.from_env()),
+                      reload_interval=spec["reload_interval"], allow_pickle=spec.get("allow_pickle", False))
 
 
 def _mount_metrics(app: Any) -> None:

@@ -214,14 +214,18 @@ def test_hot_reload_switches_a_running_server_without_failing_a_request(
 
 
 @pytest.mark.slow
-def test_headwater_serve_through_the_real_cli(tmp_path: Path, models: tuple[TrainResult, TrainResult]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_headwater_serve_through_the_real_cli(tmp_path: Path, models: tuple[TrainResult, TrainResult],
+                                              workers: int) -> None:
     settings, _ = _home_registry(tmp_path / "home", models)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = dict(os.environ, HEADWATER_HOME=str(settings.home), COLUMNS="200")
-    with subprocess.Popen([sys.executable, "-m", "headwater", "serve", "houses@champion", "--port", str(port)],
-                          env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    command = [sys.executable, "-m", "headwater", "serve", "houses@champion", "--port", str(port),
+               "--workers", str(workers)]
+    with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
         _talk_to(proc, port)
 
 
