@@ -49,7 +49,7 @@ from headwater.orchestration.context import RETURN_KEY, RuntimeTaskInstance, bui
 from headwater.orchestration.dag import DAG, suggest
 from headwater.orchestration.dagfile import DagImportResult, cached_dags, import_dag_file, load_dag_file
 from headwater.orchestration.params import mask_secrets, secret_values
-from headwater.orchestration.tasklog import task_log
+from headwater.orchestration.tasklog import mask_in_log, task_log
 from headwater.orchestration.templating import render_template_fields
 from headwater.orchestration.xcom_codec import encode_xcom
 
@@ -116,7 +116,9 @@ def _run(workload: Workload, log: logging.Logger) -> dict[str, Any]:
         # Step 3: context, templates, output targets.
         ti = RuntimeTaskInstance(task, workload)
         context = build_context(task, dag, workload, ti)
-        rendered = _masked(render_template_fields(task, context), dag, context)
+        secrets = secret_values(dag.param_specs, context["params"])
+        mask_in_log(secrets)
+        rendered = _masked(render_template_fields(task, context), secrets)
         outputs = [t.render(context) if callable(getattr(t, "render", None)) else t for t in task.outputs]
         task.outputs = outputs
         context["outputs"] = outputs
@@ -173,9 +175,8 @@ def _run(workload: Workload, log: logging.Logger) -> dict[str, Any]:
             ti.close()
 
 
-def _masked(rendered: dict[str, str], dag: DAG, context: dict[str, Any]) -> dict[str, str]:
+def _masked(rendered: dict[str, str], secrets: set[str]) -> dict[str, str]:
     """Rendered fields as recorded (DB, UI): values of secret params replaced by ``***``."""
-    secrets = secret_values(dag.param_specs, context["params"])
     return {k: mask_secrets(v, secrets) for k, v in rendered.items()} if secrets else rendered
 
 

@@ -84,6 +84,33 @@ class _RoutingStream(io.TextIOBase):
         return "utf-8"
 
 
+class _MaskingStream:
+    """A try's log file with given secret values written as ``***`` (secret DAG params)."""
+
+    def __init__(self, stream: IO[str], secrets: set[str]) -> None:
+        self.stream = stream
+        self.secrets = sorted(secrets, key=len, reverse=True)  # a secret holding another: masked whole
+
+    def write(self, text: str) -> int:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def mask_in_log(secrets: set[str]) -> None:
+    """From now on, write ``secrets`` as ``***`` in the current thread's try log (inside :func:`task_log`).
+
+    Only the worker knows a secret param's value (the stored spec holds ``***``), so it
+    is masked here, where the log is written; readers of the file cannot do it.
+    """
+    stream = _current()
+    if stream is not None and secrets:
+        _local.stream = _MaskingStream(stream, secrets)
+
+
 class _Router:
     """Installs the routing handler and streams while at least one try is running."""
 

@@ -152,13 +152,14 @@ def test_params_reach_the_context_secret_from_the_dag_file_task_params_unwrapped
     assert ctx["params"]["n"] == 3 and ctx["params"]["region"] == "all"
 
 
-def test_rendered_fields_mask_secret_values_and_taskflow_gets_params(runner: Runner) -> None:
+def test_rendered_fields_and_logs_mask_secret_values_and_taskflow_gets_params(runner: Runner) -> None:
     path = runner.dag_file(
         """
         from headwater import Param
 
         @task
         def read(params=None):
+            print("calling with", params["api_key"])
             return {"region": params["region"], "key_len": len(params["api_key"])}
 
         with DAG("d", start_date=START, params={
@@ -178,6 +179,10 @@ def test_rendered_fields_mask_secret_values_and_taskflow_gets_params(runner: Run
     read = runner.run(path, "read")
     assert read.state == "success", read.reason
     assert read.xcom["return_value"]["json"] == {"region": "all", "key_len": len("s3cr3t-value")}
+    # The try's log file: what the task printed, with the secret masked where it is written.
+    log = runner.log("read")
+    assert f"calling with {MASK}" in log
+    assert "s3cr3t-value" not in log + runner.log("call")
 
 
 def test_dags_trigger_test_and_backfill_check_conf_before_creating_runs(home: Home) -> None:
