@@ -158,8 +158,9 @@ def test_masking_rules() -> None:
     assert mask_urls("postgresql+psycopg://u:p%40ss@h:5432/db and kafka://k:xyz@b") == \
         "postgresql+psycopg://u:***@h:5432/db and kafka://k:***@b"
     assert mask_urls("https://example.org/a:b@c no") == "https://example.org/a:b@c no"  # not a user:password
-    assert [is_secret_key(k) for k in ("API_TOKEN", "db_password", "aws_secret_access_key", "rows", "owner")] == \
-        [True, True, True, False, False]
+    assert [is_secret_key(k) for k in ("API_TOKEN", "db_password", "aws_secret_access_key", "apiKey", "x-api-key",
+                                       "rows", "owner", "max_tokens", "passenger_count", "keyboard")] == \
+        [True, True, True, True, True, False, False, False, False, False]
     assert mask_mapping({"a": {"password": {"nested": 1}}, "list": [{"token": "t"}], "n": None}) == \
         {"a": {"password": {"nested": "***"}}, "list": [{"token": "***"}], "n": None}
     mask = Masker(["longsecret", "longsecret-and-more", "ab"])

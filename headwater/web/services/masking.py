@@ -1,29 +1,35 @@
 """Secrets never leave the server: params and conf keys that name a secret, passwords in URLs,
 and the values of those secrets wherever they appear (rendered fields, logs, source) become ``***``.
 
-Which keys are secret follows Airflow's masker: a key containing one of :data:`SECRET_WORDS`
-(``api_password``, ``db_token``, ``AWS_SECRET_ACCESS_KEY`` ...). A DAG marks a param secret by
-naming it so.
+Which keys are secret follows Airflow's masker, on whole words: a key with a word of
+:data:`SECRET_WORDS` or a pair of :data:`SECRET_PAIRS` (``api_password``, ``db_token``,
+``AWS_SECRET_ACCESS_KEY``, ``apiKey`` ...). A DAG marks a param secret by naming it so.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 MASK = "***"
-SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "access_key", "private_key",
-                "credential", "authorization")
+# A key is secret when one of its words is one of these (``db_password``, ``apiToken``,
+# ``AWS_SECRET_ACCESS_KEY``), or it holds one of the pairs (``api_key``); whole words, so
+# ``max_tokens`` or ``passenger_count`` are not masked.
+SECRET_WORDS = frozenset({"password", "passwd", "pwd", "secret", "token", "apikey", "credential", "credentials",
+                          "authorization", "passphrase"})
+SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key")})
 # scheme://user:password@host -> scheme://user:***@host (SQLAlchemy, Kafka, HTTP URLs alike).
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)(?P<pw>[^\s@/'\"]+)(?P<at>@)")
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _MIN_SECRET = 4  # shorter values would mask ordinary words everywhere
 
 
 def is_secret_key(key: str) -> bool:
     """True when a param, conf or setting called ``key`` holds a secret."""
-    lowered = key.lower()
-    return any(word in lowered for word in SECRET_WORDS)
+    words = [w.lower() for w in _WORDS.findall(key)]
+    return any(w in SECRET_WORDS for w in words) or any(pair in SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
 def mask_urls(text: str) -> str:

@@ -141,6 +141,6 @@ def version_info(mv: ModelVersion, aliases: list[str]) -> VersionInfo:
     return VersionInfo(
         name=mv.name, version=mv.version, status=mv.status, status_reason=mv.status_reason, status_by=mv.status_by,
         status_at=mv.status_at, created_at=mv.created_at, author=mv.author, format=mv.format, checksum=mv.checksum,
-        aliases=sorted(aliases), metrics=mask_mapping(mv.metrics), params=mask_mapping(mv.params),
+        aliases=sorted(aliases), metrics=mv.metrics, params=mask_mapping(mv.params),
         lineage=mask_mapping(mv.lineage), profile=mv.profile, signature=mv.signature,
     )
