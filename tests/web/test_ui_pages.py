@@ -80,6 +80,14 @@ def test_dag_views(ui: TestClient, web_home: WebHome) -> None:
     code = ui.get("/dags/etl/code", headers=PAGE)
     assert code.status_code == 200 and "extract &gt;&gt; transform &gt;&gt; load" in code.text
     assert SECRET_PASSWORD not in code.text
+    # live parts of a finished run tell htmx to stop polling (286); a queued run's keep polling
+    assert ui.get("/dags/etl/graph/fragment", params={"run_id": run}, headers=PAGE).status_code == 286
+    queued = ui.post("/dags/etl/trigger", data={"csrf_token": ui.csrf}, headers=PAGE)  # type: ignore[attr-defined]
+    new_run = web_home.store.list_runs("etl", limit=1)[0].run_id
+    assert queued.status_code == 200 and new_run.startswith("manual__")
+    for view in ("graph", "gantt"):
+        assert ui.get(f"/dags/etl/{view}/fragment", params={"run_id": new_run}, headers=PAGE).status_code == 200
+    assert 'data-state="none"' in ui.get("/dags/etl/graph/fragment", params={"run_id": new_run}, headers=PAGE).text
     flaky = ui.get("/dags/flaky/graph", headers=PAGE)
     assert 'data-task-id="boom" data-state="failed"' in flaky.text
     assert 'data-task-id="after" data-state="upstream_failed"' in flaky.text

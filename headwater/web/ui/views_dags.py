@@ -25,6 +25,8 @@ router = APIRouter(dependencies=[Depends(require_read)])
 #: Runs per grid page (columns) and per runs-table page.
 GRID_PAGE = 25
 RUNS_PAGE = 50
+#: htmx stops polling an element when a response has this status.
+HTMX_STOP_POLLING = 286
 #: Runs offered in the run picker of the graph and Gantt views.
 PICKER = 30
 
@@ -133,6 +135,11 @@ def _picked_run(ctx: Ctx, dag_id: str, run_id: str | None) -> tuple[Any, list[qu
     return run, choices
 
 
+def _poll_status(run: Any) -> int:
+    """200 while the run may still change; htmx's "stop polling" status once it has finished."""
+    return HTMX_STOP_POLLING if run is None or run.state.finished else 200
+
+
 def _graph_context(ctx: Ctx, record: Any, run: Any) -> dict[str, Any]:
     spec = record.spec
     order = spec.topological_order()
@@ -149,7 +156,7 @@ def _graph_context(ctx: Ctx, record: Any, run: Any) -> dict[str, Any]:
 def graph_fragment(request: Request, ctx: Ctx, dag_id: str, run_id: str | None = None) -> HTMLResponse:
     record = _record(ctx, dag_id)
     run, _ = _picked_run(ctx, dag_id, run_id)
-    return fragment(request, "ui/_graph.html", **_graph_context(ctx, record, run))
+    return fragment(request, "ui/_graph.html", status_code=_poll_status(run), **_graph_context(ctx, record, run))
 
 
 @router.get("/dags/{dag_id:path}/graph", response_class=HTMLResponse, include_in_schema=False)
@@ -181,7 +188,7 @@ def _with_duration(run: Any) -> Any:
 def gantt_fragment(request: Request, ctx: Ctx, dag_id: str, run_id: str | None = None) -> HTMLResponse:
     record = _record(ctx, dag_id)
     run, _ = _picked_run(ctx, dag_id, run_id)
-    return fragment(request, "ui/_gantt.html", **_gantt_context(ctx, record, run))
+    return fragment(request, "ui/_gantt.html", status_code=_poll_status(run), **_gantt_context(ctx, record, run))
 
 
 @router.get("/dags/{dag_id:path}/gantt", response_class=HTMLResponse, include_in_schema=False)
