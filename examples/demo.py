@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help=f"delete the demo home ({HOME}) first")
     parser.add_argument("--rate", default="1000/s", help="replay rate of the new listings (default 1000/s)")
     parser.add_argument("--home", type=Path, default=HOME, help="the headwater home to use")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="another CSV of the same columns (default: the full King County data)")
     args = parser.parse_args(argv)
 
     from house_prices import report, scenario
@@ -54,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         home.cli("db", "init")
         before = report.registry_state(home.registry())
 
-        conf = ["--conf", json.dumps({"force_train": True})] if args.force else []
+        params: dict[str, Any] = {"source": str(args.source.resolve())} if args.source else {}
+        if args.force:
+            params["force_train"] = True
+        conf = ["--conf", json.dumps(params)] if params else []
         step(console, "Run the house_prices DAG once", " ".join(["dags test house_prices", *conf]))
         t0 = time.monotonic()
         dag = home.cli("dags", "test", "house_prices", *conf)
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         broker = home.broker()
         scenario.ensure_topics(broker)
         since = scenario.Offsets.now(broker)
-        folders = home.lake()
+        folders = home.lake(params)
         listings = folders["prepared"] / "listings.parquet"
         expected = report.count_rows(listings)
 
@@ -90,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
                           f"see {args.home / 'house_pricing.log'}[/]")
             return 1
 
-        report.summary(console, home, since=since, before=before, dag_seconds=dag_seconds,
+        report.summary(console, home, params, since=since, before=before, dag_seconds=dag_seconds,
                        stream_seconds=stream_seconds, total_seconds=time.monotonic() - started)
         return 0
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
+    except RuntimeError as exc:  # a CLI step failed: its output says why
+        console.print(f"[red]demo step failed[/]: {exc}", markup=False)
+        return 1
     finally:
         if app is not None:
             scenario.stop(app)

@@ -94,14 +94,14 @@ def priced_table(priced: list[dict[str, Any]], truth: dict[int, float]) -> Any:
     return table
 
 
-def summary(console: Any, home: scenario.Home, *, since: scenario.Offsets, before: int, dag_seconds: float,
-            stream_seconds: float, total_seconds: float) -> None:
+def summary(console: Any, home: scenario.Home, params: dict[str, Any], *, since: scenario.Offsets, before: int,
+            dag_seconds: float, stream_seconds: float, total_seconds: float) -> None:
     """Print the demo's summary (see the module docstring)."""
     import polars as pl
 
     from headwater.ml.metrics import regression_metrics
 
-    registry, broker, folders = home.registry(), home.broker(), home.lake()
+    registry, broker, folders = home.registry(), home.broker(), home.lake(params)
     console.rule("[bold]summary")
 
     model = training.model_report(registry)
@@ -154,7 +154,9 @@ def summary(console: Any, home: scenario.Home, *, since: scenario.Offsets, befor
     console.print()
     console.print(f"state lives in {home.path}: headwater.db (runs, models), logs/ (task logs), "
                   f"house_prices/ (the lake), models/ (artifacts), topics/ (embedded log), house_pricing.log")
-    console.print(f"look around: HEADWATER_HOME={home.path} headwater models show house_prices@champion | "
-                  f"topics tail {PRICED_TOPIC} -n 3 | runs list")
+    console.print(f"look around: export HEADWATER_HOME={home.path}; headwater models show house_prices@champion; "
+                  f"headwater topics tail {PRICED_TOPIC} -n 3; headwater runs list; "
+                  f"headwater --dags {scenario.DAGS.relative_to(scenario.EXAMPLES.parent)} web "
+                  "(the UI at http://127.0.0.1:8080)")
     console.print(f"[bold green]demo done[/] in {total_seconds:.0f} s (DAG {dag_seconds:.0f} s, "
                   f"stream {stream_seconds:.1f} s)")
