@@ -138,6 +138,7 @@ class StreamKernel:
                     )
                     if monitor is not None:
                         monitor.batch_done(batches, out, ctx, seconds)
+                    del ctx, batches  # free the batch's input table before the next poll, not after it
                 if monitor is not None:
                     monitor.tick(self)  # also when idle: lag and heartbeats go on without records
             ok = True
