@@ -120,3 +120,31 @@ def test_every_query_names_a_metric_headwater_exports_with_its_labels(tmp_path: 
 def test_the_name_check_refuses_names_that_are_not_exposed(bad: str) -> None:
     # A counter without _total, a histogram suffix on a counter, an unknown metric: all caught.
     assert _spec_of(bad) is None
+
+
+def promql(expr: str) -> str:
+    """A dashboard query as plain PromQL: Grafana's variables replaced by values Prometheus accepts."""
+    return expr.replace("$__rate_interval", "1m").replace("$dag", ".*").replace("$app", ".*")
+
+
+def test_promtool_accepts_every_query(tmp_path: Path) -> None:
+    """Prometheus' own parser checks the syntax (promtool: Debian's prometheus package)."""
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    queries = [(title, expr) for title, expr in _queries(_dashboard()) if not title.startswith("$")]
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": promql(expr)} for i, (_, expr) in enumerate(queries)]}]}
+    path = tmp_path / "rules.yml"
+    path.write_text(json.dumps(rules))  # JSON is YAML
+    out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"SUCCESS: {len(queries)} rules found" in out.stdout + out.stderr
+
+    path.write_text(json.dumps({"groups": [{"name": "bad", "rules": [
+        {"record": "bad:query", "expr": "sum by (le (rate(headwater_task_tries_total[1m]))"}]}]}))
+    bad = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0  # the check can fail
