@@ -349,3 +349,37 @@ def test_logout_ends_the_session(ui: TestClient) -> None:
     r = ui.post("/logout", data={"csrf_token": ui.csrf}, headers=PAGE, follow_redirects=False)  # type: ignore[attr-defined]
     assert r.status_code == 303 and r.headers["location"] == "/login"
     assert ui.get("/dags", headers=PAGE, follow_redirects=False).status_code == 303
+
+
+PARAMS_DAG = '''
+from datetime import datetime
+
+from headwater import DAG, EmptyOperator, Param
+
+with DAG("retrain", schedule=None, start_date=datetime(2024, 1, 1), params={
+        "region": Param("eu", enum=["all", "eu", "us"], description="where to train"),
+        "days": Param(7, type="integer", minimum=1, maximum=90),
+        "note": Param(None, type=["null", "string"]),
+        "key": Param("s3cr3t-value", type="string", secret=True)}) as dag:
+    EmptyOperator(task_id="t")
+'''
+
+
+def test_trigger_form_follows_the_params_schema(ui: TestClient, web_home: WebHome) -> None:
+    web_home.write_dag("retrain.py", PARAMS_DAG)
+    web_home.refresh()
+    page = ui.get("/dags/retrain/grid", headers=PAGE).text
+    form = page[page.index('class="trigger-form"'):]
+    assert '<select name="param.region"><option >all</option><option selected>eu</option>' in form
+    assert "where to train" in form and "(integer; 1 to 90)" in form
+    assert 'name="param.key" value="***"' in form and "s3cr3t-value" not in page
+    csrf = ui.csrf  # type: ignore[attr-defined]
+    base = {"csrf_token": csrf, "param.region": "eu", "param.days": "7", "param.note": "null", "param.key": "***"}
+    too_many = ui.post("/dags/retrain/trigger", data={**base, "param.days": "365"}, headers=PAGE)
+    assert "days" in too_many.text and "90" in too_many.text and not web_home.store.list_runs("retrain")
+    ok = ui.post("/dags/retrain/trigger", data={**base, "param.region": "us", "param.note": "first try"},
+                 headers=PAGE)
+    assert "queued run" in ok.text
+    (run,) = web_home.store.list_runs("retrain")
+    assert run.conf.get("region") == "us" and run.conf.get("note") == "first try"
+    assert "s3cr3t-value" not in str(run.conf)

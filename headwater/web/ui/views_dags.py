@@ -45,7 +45,7 @@ def home() -> Response:
 def dags_page(request: Request, ctx: Ctx) -> HTMLResponse:
     listing = dags_service.list_dags(ctx, last_runs=queries.RECENT_RUNS)
     return page(
-        request, "ui/dags.html", section="dags", rows=listing.dags,
+        request, "ui/dags.html", section="dags", rows=listing.dags, fields=_fields(ctx),
         import_errors=listing.import_errors, dags_folder=str(ctx.settings.dags_folder),
     )
 
@@ -53,7 +53,13 @@ def dags_page(request: Request, ctx: Ctx) -> HTMLResponse:
 @router.get("/dags/fragment", response_class=HTMLResponse, include_in_schema=False)
 @html_errors
 def dags_fragment(request: Request, ctx: Ctx) -> HTMLResponse:
-    return fragment(request, "ui/_dag_table.html", rows=dags_service.list_dags(ctx, last_runs=queries.RECENT_RUNS).dags)
+    rows = dags_service.list_dags(ctx, last_runs=queries.RECENT_RUNS).dags
+    return fragment(request, "ui/_dag_table.html", rows=rows, fields=_fields(ctx))
+
+
+def _fields(ctx: Ctx) -> dict[str, list[forms.Field]]:
+    """The trigger form's inputs of every DAG (one read of the specs)."""
+    return {r.dag_id: forms.trigger_fields(r.spec) for r in ctx.store.list_dags()}
 
 
 def _pages(total: int, size: int, page_no: int) -> tuple[int, int]:
@@ -104,7 +110,8 @@ def _q(value: str) -> str:
 def _dag_page(request: Request, ctx: Ctx, record: DagRecord, template: str, view: str, **extra: Any) -> HTMLResponse:
     extra.setdefault("run_id", None)
     detail = dags_service.get_dag(ctx, record.dag_id, last_runs=1)
-    return page(request, template, section="dags", dag=detail, view=view, **extra)
+    return page(request, template, section="dags", dag=detail, view=view,
+                fields={record.dag_id: forms.trigger_fields(record.spec)}, **extra)
 
 
 @router.get("/dags/{dag_id:path}/grid/fragment", response_class=HTMLResponse, include_in_schema=False)
@@ -242,7 +249,7 @@ async def trigger(request: Request, ctx: Ctx, dag_id: str) -> Response:
     when = str(form.get("logical_date") or "").strip() or None
     try:
         record = _record(ctx, dag_id)
-        conf = forms.form_conf(record.spec.params, raw)
+        conf = forms.form_conf(record.spec, raw)
         logical = parse_date(when) if when else None
         run_id = dags_service.trigger(ctx, dag_id, conf=conf, logical_date=logical).run_id
         flash(request, "info", f"queued run {run_id} of {dag_id}")
