@@ -96,3 +96,15 @@ def test_stream_app_and_replay_as_processes_price_every_listing(trained: Trained
         assert record["predicted_price"] > 0 and record["city"] and record["county"] == "King County"
         assert isinstance(record["data_checks"], list)
         assert record["zip_median_price_per_sqft"] is None or record["zip_median_price_per_sqft"] > 0
+
+
+def test_retraining_waits_for_its_week_new_data_or_force(trained: Trained) -> None:
+    registry = trained.home.registry()
+    trained_on = registry.resolve("house_prices@champion").lineage["training_frame_hash"]
+    decide = training.training_decision
+    assert "exactly this data" in str(decide(registry, trained_on, week=4, every_weeks=2, force=False))
+    assert decide(registry, trained_on, week=4, every_weeks=2, force=True) is None
+    # New data: trained on even weeks only ("every other week"), or every week with 1.
+    assert "not a retraining week (week 5" in str(decide(registry, "sha256:new", week=5, every_weeks=2, force=False))
+    assert decide(registry, "sha256:new", week=6, every_weeks=2, force=False) is None
+    assert decide(registry, "sha256:new", week=5, every_weeks=1, force=False) is None

@@ -129,3 +129,19 @@ def test_drift_alert_on_shifted_listings_and_silence_on_unshifted(trained: Train
     shifted = alerts(recent.with_columns((pl.col("sqft_living") * 1.5).cast(pl.Int64)))
     assert shifted, "no alert for sqft_living x 1.5"
     assert any("sqft_living" in str(alert) for alert in shifted), shifted
+
+
+def test_unusable_listings_are_dead_lettered_and_odd_ones_priced_with_flags(trained: Trained) -> None:
+    registry = trained.home.registry()
+    good = as_listings(rows_of(trained)["listings"])[0]
+    missing = {k: v for k, v in good.items() if k != "sqft_living"}
+    odd = {**good, "bedrooms": 40, "zipcode": 98999}  # out of the training range; a zip the table lacks
+    result = run_app(build(registry.resolve("house_prices@champion"), registry=registry),
+                     inputs={SOURCE_TOPIC: [good, missing, odd]}, broker=broker_with_topics())
+    priced = result.values(PRICED_TOPIC)
+    assert [r["bedrooms"] for r in priced] == [good["bedrooms"], 40]
+    assert priced[0]["data_checks"] == [] and priced[0]["unknown_zipcode"] is False
+    assert "range:bedrooms" in priced[1]["data_checks"] and priced[1]["unknown_zipcode"] is True
+    assert priced[1]["city"] is None and priced[1]["predicted_price"] > 0
+    (dead,) = result.dead_letters
+    assert "sqft_living" in dead.error_message and dead.offset == 1
