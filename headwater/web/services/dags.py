@@ -91,6 +91,8 @@ class DagDetail(DagInfo):
     max_active_runs: int = 16
     version: int = 1
     task_list: list[TaskInfo] = field(default_factory=list)
+    # Per param: {"schema": JSON Schema keywords, "description", "secret", "required"} (trigger forms).
+    params_schema: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -168,7 +170,8 @@ def get_dag(ctx: WebContext, dag_id: str, *, last_runs: int = 25) -> DagDetail:
         for t in (spec.tasks[tid],)
     ]
     return DagDetail(**vars(info), start_date=spec.start_date, end_date=spec.end_date, catchup=spec.catchup,
-                     max_active_runs=spec.max_active_runs, version=rec.version, task_list=tasks)
+                     max_active_runs=spec.max_active_runs, version=rec.version, task_list=tasks,
+                     params_schema=spec.params_schema)  # holds no values: defaults are in params
 
 
 def get_source(ctx: WebContext, dag_id: str) -> DagSource:
@@ -184,7 +187,8 @@ def get_source(ctx: WebContext, dag_id: str) -> DagSource:
     except OSError as exc:
         raise UserError(f"cannot read the file of DAG {dag_id!r}: {exc.strerror}",
                         hint="the file may have been moved or deleted since it was parsed") from exc
-    return DagSource(dag_id, _relative(ctx, rec.fileloc), dag_masker(rec.spec)(text))
+    mask = Masker(secret_values(rec.spec.params) | _secret_literals(text))
+    return DagSource(dag_id, _relative(ctx, rec.fileloc), mask(text))
 
 
 def set_paused(ctx: WebContext, dag_id: str, paused: bool) -> DagInfo:
@@ -196,25 +200,13 @@ def set_paused(ctx: WebContext, dag_id: str, paused: bool) -> DagInfo:
 
 
 def check_conf(spec: DagSpec, conf: dict[str, Any]) -> dict[str, Any]:
-    """``conf`` checked against the DAG's params: known names, values of the default's JSON type."""
-    if not isinstance(conf, dict):
-        raise UserError(f"conf must be a JSON object, not {type(conf).__name__}", hint='e.g. {"rows": 10}')
-    params = spec.params
-    if not params:
-        return dict(conf)
-    unknown = sorted(set(conf) - set(params))
-    if unknown:
-        raise UserError(f"DAG {spec.dag_id!r} has no param {unknown[0]!r}",
-                        hint=f"its params: {', '.join(sorted(params))}")
-    for name, value in conf.items():
-        default = params[name]
-        if default is None or value is None:
-            continue
-        want, got = _json_type(default), _json_type(value)
-        if want != got and not (want == "number" and got == "integer"):
-            raise UserError(f"param {name!r} of DAG {spec.dag_id!r} takes a {want}, got a {got}: {value!r}",
-                            hint=f"its default is {mask_mapping({name: default})[name]!r}")
-    return dict(conf)
+    """``conf`` checked against the DAG's params (their JSON Schema rules, required ones, unknown names:
+    :func:`headwater.orchestration.params.validate_conf`, as ``dags trigger`` does); returns what the
+    run stores: the conf as given, less secret params sent back as ``***`` (they keep their default)."""
+    from headwater.orchestration.params import validate_conf
+
+    checked = validate_conf(spec, conf)
+    return {k: v for k, v in conf.items() if k in checked}
 
 
 def trigger(
@@ -246,18 +238,27 @@ def dag_masker(spec: DagSpec, *confs: dict[str, Any] | None) -> Masker:
     return Masker(secret_values(spec.params, *confs))
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    return "object" if isinstance(value, dict) else type(value).__name__
+def _secret_literals(source: str) -> set[str]:
+    """String defaults of ``Param(..., secret=True)`` written in a DAG file, found by parsing it (never
+    running it): the stored spec holds only ``***`` for them, so the source is the one place they show."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        secret = any(k.arg == "secret" and isinstance(k.value, ast.Constant) and k.value.value is True
+                     for k in node.keywords)
+        if name != "Param" or not secret:
+            continue
+        candidates = [*node.args[:1], *(k.value for k in node.keywords if k.arg == "default")]
+        found.update(c.value for c in candidates if isinstance(c, ast.Constant) and isinstance(c.value, str))
+    return found
 
 
 def _relative(ctx: WebContext, path: str) -> str:
