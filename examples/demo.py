@@ -73,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         listings = folders["prepared"] / "listings.parquet"
         expected = report.count_rows(listings)
 
-        step(console, "Start the stream app", "stream run house_prices.stream_app:app")
-        app = home.start("stream", "run", "house_prices.stream_app:app", log=args.home / "house_pricing.log")
+        step(console, "Start the stream app", "stream run house_prices.stream_app:app --metrics-port PORT")
+        port = scenario.free_port()
+        app = home.start("stream", "run", "house_prices.stream_app:app", "--metrics-port", str(port),
+                         log=args.home / "house_pricing.log")
+        console.print(f"[dim]Prometheus metrics of the app at http://127.0.0.1:{port}/metrics[/]")
 
         step(console, f"Replay the {expected:,} held-out listings into '{SOURCE_TOPIC}'",
              f"stream replay {listings.relative_to(args.home)} --topic {SOURCE_TOPIC} --key zipcode --rate {args.rate}")
@@ -88,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                 broker, since, expected, app=app, timeout=90,
                 on_progress=lambda n: status.update(f"priced or dead-lettered: {n:,} / {expected:,}"))
         stream_seconds = time.monotonic() - t0
+        try:
+            metrics = scenario.scrape(port)
+        except OSError as exc:  # the summary does not need them; say why they are missing
+            metrics = [f"(metrics not read: {exc})"]
         code = scenario.stop(app)
         console.print((args.home / "house_pricing.log").read_text().strip().splitlines()[-1], markup=False)
         if done < expected:
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"see {args.home / 'house_pricing.log'}[/]")
             return 1
 
-        report.summary(console, home, params, since=since, before=before, dag_seconds=dag_seconds,
+        report.summary(console, home, params, metrics=metrics, since=since, before=before, dag_seconds=dag_seconds,
                        stream_seconds=stream_seconds, total_seconds=time.monotonic() - started)
         return 0
     except KeyboardInterrupt:

@@ -95,7 +95,7 @@ def priced_table(priced: list[dict[str, Any]], truth: dict[int, float]) -> Any:
 
 
 def summary(console: Any, home: scenario.Home, params: dict[str, Any], *, since: scenario.Offsets, before: int,
-            dag_seconds: float, stream_seconds: float, total_seconds: float) -> None:
+            dag_seconds: float, stream_seconds: float, total_seconds: float, metrics: list[str] = ()) -> None:
     """Print the demo's summary (see the module docstring)."""
     import polars as pl
 
@@ -150,6 +150,11 @@ def summary(console: Any, home: scenario.Home, params: dict[str, Any], *, since:
     console.print(f"drift alerts to {ALERTS_TOPIC}: {len(alerts)}")
     for alert in alerts[:SHOWN]:
         console.print(f"  {json.dumps(alert)[:200]}", markup=False)
+
+    if metrics:
+        console.print("the app's Prometheus metrics, scraped before it stopped:")
+        for line in metrics[:12]:
+            console.print(f"  {line}", markup=False)
 
     console.print()
     console.print(f"state lives in {home.path}: headwater.db (runs, models), logs/ (task logs), "

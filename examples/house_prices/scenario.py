@@ -183,3 +183,23 @@ def wait_until_scored(broker: Any, since: Offsets, expected: int, *, app: subpro
             return done
         time.sleep(0.1)
     return done
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for the app's Prometheus endpoint)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int, prefixes: tuple[str, ...] = ("headwater_stream_records", "headwater_data_check",
+                                                    "headwater_drift", "headwater_stream_model_info")) -> list[str]:
+    """The sample lines of a Prometheus endpoint on 127.0.0.1 whose names start with ``prefixes``."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    # "_created" samples are the counters' creation times: noise in a summary.
+    return [line for line in text.splitlines() if line.startswith(prefixes) and "_created{" not in line]

@@ -30,6 +30,8 @@ def test_the_demo_prices_every_listing_stops_its_app_and_reruns_without_training
     assert "trained house_prices:1: approved" in out
     assert re.search(r"\d+ quarantined to", out)
     assert "demo done" in out
+    # Scraped from the app's Prometheus endpoint before it stopped.
+    assert f'headwater_stream_records_in_total{{app="house_pricing",topic="houses"}} {listings.height}.0' in out
     # The app was stopped by SIGTERM and drained: its last line is its own summary.
     assert "stream app house_pricing stopped" in (home / "house_pricing.log").read_text()
 
