@@ -55,7 +55,8 @@ class MetricSpec:
 METRICS: tuple[MetricSpec, ...] = (
     # scheduler
     MetricSpec("headwater_task_tries", "counter", ("dag_id", "task_id", "state"),
-               "Task tries finished, by final state of the try"),
+               "Task tries finished, by final state of the try (each poke of a sensor in reschedule mode "
+               "counts as up_for_reschedule)"),
     MetricSpec("headwater_task_try_duration_seconds", "histogram", ("dag_id", "state"),
                "Wall time of finished task tries (worker start to end)"),
     MetricSpec("headwater_scheduler_loop_duration_seconds", "histogram", (),

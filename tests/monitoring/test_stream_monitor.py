@@ -236,3 +236,22 @@ def test_bulk_histogram_counts_for_json_end_with_the_largest_value_above_the_las
     buckets = {s.labels["le"]: s.value for s in family.samples if s.name == "h_bucket"}
     assert buckets == {"10.0": 2.0, "100.0": 3.0, "+Inf": 5.0}  # cumulative, as Prometheus wants
     assert [s.value for s in family.samples if s.name == "h_sum"] == [1265.0]
+
+
+def test_metrics_port_from_option_variable_and_instance() -> None:
+    from headwater.monitoring.prometheus import metrics_port
+
+    assert metrics_port(None, {}) == 0
+    assert metrics_port(None, {"HEADWATER_METRICS_PORT": "9108"}) == 9108
+    assert metrics_port(9200, {"HEADWATER_METRICS_PORT": "9108"}) == 9200
+    assert metrics_port(0, {"HEADWATER_METRICS_PORT": "9108"}) == 0  # an explicit 0 turns it off
+    assert metrics_port(None, {"HEADWATER_METRICS_PORT": " "}) == 0
+    assert [metrics_port(9108, {}, instance=i) for i in (None, 1, 2, 3)] == [9108, 9108, 9109, 9110]
+    assert metrics_port(0, {}, instance=3) == 0
+    for env, hint in (({"HEADWATER_METRICS_PORT": "nine"}, "HEADWATER_METRICS_PORT=9108"),
+                      ({"HEADWATER_METRICS_PORT": "70000"}, "0 turns the metrics server off")):
+        with pytest.raises(UserError) as info:
+            metrics_port(None, env)
+        assert info.value.hint and hint in info.value.hint
+    with pytest.raises(UserError, match="beyond 65535"):
+        metrics_port(65535, {}, instance=2)
