@@ -20,6 +20,8 @@ NODE_W = 190
 NODE_H = 42
 GAP_X = 70
 GAP_Y = 18
+GAP_TB_X = 24  # top-to-bottom layout: between tasks of a layer
+GAP_TB_Y = 44  # and between layers
 PAD = 16
 SWEEPS = 4
 
@@ -46,8 +48,20 @@ class Edge:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupBox:
+    """A task group drawn as a box around its tasks (nested groups inside their parent's box)."""
+
+    group_id: str
+    x: float
+    y: float
+    w: float
+    h: float
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
 class Graph:
-    """A laid-out DAG: nodes, edges and the picture's size."""
+    """A laid-out DAG: nodes, edges, task-group boxes and the picture's size."""
 
     nodes: list[Node]
     edges: list[Edge]
@@ -55,6 +69,7 @@ class Graph:
     height: float
     node_w: int = NODE_W
     node_h: int = NODE_H
+    groups: tuple[GroupBox, ...] = ()
 
 
 def layers(upstream: Mapping[str, Sequence[str]]) -> dict[str, int]:
@@ -110,23 +125,50 @@ def layout_graph(
     upstream: Mapping[str, Sequence[str]],
     states: Mapping[str, str] | None = None,
     operators: Mapping[str, str] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    *,
+    fit_width: float | None = None,
 ) -> Graph:
-    """Lay out tasks (``task_id -> upstream ids``, in topological order) left to right."""
+    """Lay out tasks (``task_id -> upstream ids``, in topological order) left to right.
+
+    With ``fit_width``, a DAG too deep to fit that width left to right is laid out top to
+    bottom instead (when that is narrower), so long pipelines stay readable without scrolling.
+
+    ``groups`` maps a task to its task groups, outermost first; each group gets a box around
+    its tasks, and a task's label drops its innermost group's prefix (``etl.extract`` -> ``extract``).
+    """
     states = states or {}
     operators = operators or {}
+    groups = groups or {}
     columns = _order(upstream, layers(upstream))
+    # Keep a group's tasks next to each other in each layer (stable: the barycentre order otherwise).
+    columns = [sorted(c, key=lambda t: tuple(groups.get(t, ()))[:1]) for c in columns]
     tallest = max((len(c) for c in columns), default=0)
-    height = PAD * 2 + tallest * NODE_H + max(tallest - 1, 0) * GAP_Y
-    width = PAD * 2 + len(columns) * NODE_W + max(len(columns) - 1, 0) * GAP_X
+    across = PAD * 2 + len(columns) * NODE_W + max(len(columns) - 1, 0) * GAP_X
+    down = PAD * 2 + tallest * NODE_W + max(tallest - 1, 0) * GAP_TB_X
+    vertical = fit_width is not None and across > fit_width and down < across
+    if vertical:  # layers go down the page; a layer's tasks side by side
+        width = down
+        height = PAD * 2 + len(columns) * NODE_H + max(len(columns) - 1, 0) * GAP_TB_Y
+    else:
+        width = across
+        height = PAD * 2 + tallest * NODE_H + max(tallest - 1, 0) * GAP_Y
     where: dict[str, tuple[float, float]] = {}
     nodes = []
     for i, column in enumerate(columns):
-        col_h = len(column) * NODE_H + max(len(column) - 1, 0) * GAP_Y
-        top = (height - col_h) / 2
-        for k, task in enumerate(column):
-            x, y = PAD + i * (NODE_W + GAP_X), top + k * (NODE_H + GAP_Y)
+        if vertical:
+            row_w = len(column) * NODE_W + max(len(column) - 1, 0) * GAP_TB_X
+            spots = [((width - row_w) / 2 + k * (NODE_W + GAP_TB_X), PAD + i * (NODE_H + GAP_TB_Y))
+                     for k in range(len(column))]
+        else:
+            col_h = len(column) * NODE_H + max(len(column) - 1, 0) * GAP_Y
+            spots = [(PAD + i * (NODE_W + GAP_X), (height - col_h) / 2 + k * (NODE_H + GAP_Y))
+                     for k in range(len(column))]
+        for task, (x, y) in zip(column, spots, strict=True):
             where[task] = (x, y)
-            label = task if len(task) <= 24 else task[:23] + "\u2026"
+            inner = groups.get(task, ())
+            name = task[len(inner[-1]) + 1:] if inner and task.startswith(inner[-1] + ".") else task
+            label = name if len(name) <= 24 else name[:23] + "\u2026"
             nodes.append(Node(task, x, y, states.get(task, "none"), operators.get(task, ""), label))
     edges = []
     for task, ups in upstream.items():
@@ -134,10 +176,38 @@ def layout_graph(
             if u not in where:
                 continue
             (ux, uy), (dx, dy) = where[u], where[task]
-            x1, y1, x2, y2 = ux + NODE_W, uy + NODE_H / 2, dx, dy + NODE_H / 2
-            mid = (x1 + x2) / 2
-            edges.append(Edge(f"M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} {mid:.1f},{y2:.1f} {x2:.1f},{y2:.1f}", u, task))
-    return Graph(nodes, edges, max(width, NODE_W + 2 * PAD), max(height, NODE_H + 2 * PAD))
+            if vertical:  # bottom middle of the upstream task to the top middle of the downstream one
+                x1, y1, x2, y2 = ux + NODE_W / 2, uy + NODE_H, dx + NODE_W / 2, dy
+                mid = (y1 + y2) / 2
+                d = f"M{x1:.1f},{y1:.1f} C{x1:.1f},{mid:.1f} {x2:.1f},{mid:.1f} {x2:.1f},{y2:.1f}"
+            else:
+                x1, y1, x2, y2 = ux + NODE_W, uy + NODE_H / 2, dx, dy + NODE_H / 2
+                mid = (x1 + x2) / 2
+                d = f"M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} {mid:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
+            edges.append(Edge(d, u, task))
+    boxes = _group_boxes(where, groups)
+    return Graph(nodes, edges, max(width, NODE_W + 2 * PAD), max(height, NODE_H + 2 * PAD), groups=boxes)
+
+
+def _group_boxes(where: Mapping[str, tuple[float, float]], groups: Mapping[str, Sequence[str]]) -> tuple[GroupBox, ...]:
+    members: dict[str, list[tuple[float, float]]] = {}
+    depth: dict[str, int] = {}
+    for task, chain in groups.items():
+        if task not in where:
+            continue
+        for d, group in enumerate(chain):
+            members.setdefault(group, []).append(where[task])
+            depth[group] = d
+    boxes = []
+    for group, points in members.items():
+        # Outer groups get a wider margin so nested boxes sit inside them.
+        pad = 10 + 6 * (max(depth.values()) - depth[group])
+        x0 = min(x for x, _ in points) - pad
+        y0 = min(y for _, y in points) - pad - 14  # room for the group's name
+        x1 = max(x for x, _ in points) + NODE_W + pad
+        y1 = max(y for _, y in points) + NODE_H + pad
+        boxes.append(GroupBox(group, x0, y0, x1 - x0, y1 - y0, depth[group]))
+    return tuple(sorted(boxes, key=lambda b: b.depth))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,17 +263,18 @@ def layout_gantt(
         x = (start - origin).total_seconds() * scale
         w = max((stop - start).total_seconds() * scale, 2.0)
         bars.append(Bar(task, state, x, w, y, start, end, (stop - start).total_seconds()))
-    ticks = [(chart_w * k / 5, _seconds(total * k / 5)) for k in range(6)]
+    ticks = [(chart_w * k / 5, _tick(total * k / 5, total)) for k in range(6)]
     return Gantt(bars, ticks, label_w + chart_w + 40, 24 + len(rows) * row_h + 8, label_w, row_h)
 
 
-def _seconds(value: float) -> str:
-    if value < 1:
+def _tick(value: float, total: float) -> str:
+    # One unit for the whole axis, picked from its span, so the labels read as a scale.
+    if total < 1:
         return f"{value * 1000:.0f} ms"
-    if value < 60:
-        return f"{value:.1f}s" if value < 10 else f"{value:.0f}s"
-    if value < 3600:
-        return f"{value / 60:.1f}m"
+    if total < 120:
+        return f"{value:.1f}s" if total < 10 else f"{value:.0f}s"
+    if total < 7200:
+        return f"{value / 60:.1f}m" if total < 600 else f"{value / 60:.0f}m"
     return f"{value / 3600:.1f}h"
 
 

@@ -25,6 +25,8 @@ router = APIRouter(dependencies=[Depends(require_read)])
 #: Runs per grid page (columns) and per runs-table page.
 GRID_PAGE = 25
 RUNS_PAGE = 50
+#: The graph's room on a page (px); deeper DAGs are drawn top to bottom (see layout_graph).
+GRAPH_WIDTH = 1240
 #: htmx stops polling an element when a response has this status.
 HTMX_STOP_POLLING = 286
 #: Runs offered in the run picker of the graph and Gantt views.
@@ -155,7 +157,9 @@ def _graph_context(ctx: Ctx, record: Any, run: Any) -> dict[str, Any]:
     if run is not None:
         states = {ti.task_id: str(ti.state) for ti in ctx.store.list_task_instances(record.dag_id, run.run_id)}
     operators = {t: spec.tasks[t].operator for t in order}
-    return {"dag_id": record.dag_id, "graph": layout_graph(upstream, states, operators), "run": run}
+    groups = {t: spec.tasks[t].groups for t in order if spec.tasks[t].groups}
+    graph = layout_graph(upstream, states, operators, groups, fit_width=GRAPH_WIDTH)
+    return {"dag_id": record.dag_id, "graph": graph, "run": run}
 
 
 @router.get("/dags/{dag_id:path}/graph/fragment", response_class=HTMLResponse, include_in_schema=False)

@@ -30,7 +30,7 @@ START_TIMEOUT = 60.0
 TRAINING = '''
 from datetime import datetime
 
-from headwater import DAG, PythonOperator
+from headwater import DAG, PythonOperator, TaskGroup
 
 def _step(name):
     def run(**context):
@@ -39,15 +39,20 @@ def _step(name):
         print(f"{name} done for {context['ds']}")
     return run
 
+def step(name):
+    return PythonOperator(task_id=name, python_callable=_step(name))
+
 with DAG("house_prices_training", schedule="@daily", start_date=datetime(2024, 3, 1),
          default_args={"owner": "ml-team"}, tags=["ml", "house-prices"],
          description="Features, training and evaluation of the house-price model.",
          params={"model": "lightgbm", "max_rows": 100000}) as dag:
-    t = {n: PythonOperator(task_id=n, python_callable=_step(n)) for n in (
-        "extract_sales", "extract_listings", "validate_data", "build_features", "split",
-        "train_lightgbm", "train_ridge", "evaluate", "register_model")}
-    [t["extract_sales"], t["extract_listings"]] >> t["validate_data"] >> t["build_features"] >> t["split"]
-    t["split"] >> [t["train_lightgbm"], t["train_ridge"]] >> t["evaluate"] >> t["register_model"]
+    with TaskGroup("extract") as extract:
+        step("sales"), step("listings")
+    validate, features, split = step("validate_data"), step("build_features"), step("split")
+    with TaskGroup("train") as train:
+        step("lightgbm"), step("ridge")
+    evaluate, register = step("evaluate"), step("register_model")
+    extract >> validate >> features >> split >> train >> evaluate >> register
 '''
 
 

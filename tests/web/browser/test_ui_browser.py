@@ -83,6 +83,7 @@ def test_trigger_watch_log_promote(page: Any, server: Server) -> None:
     grid_png = shot(page, "05-training-grid")
     page.goto(f"{server.url}/dags/house_prices_training/graph?run_id=scheduled__2024-03-09T00%3A00%3A00%2B00%3A00")
     assert page.locator('.node[data-task-id="validate_data"][data-state="failed"]').count() == 1
+    assert page.locator('.group[data-group-id="train"]').count() == 1
     shot(page, "06-training-graph")
     page.goto(f"{server.url}/dags/house_prices_training/gantt")
     shot(page, "07-training-gantt")
