@@ -156,13 +156,14 @@ def layout_graph(
     where: dict[str, tuple[float, float]] = {}
     nodes = []
     for i, column in enumerate(columns):
+        spots: list[tuple[float, float]]
         if vertical:
             row_w = len(column) * NODE_W + max(len(column) - 1, 0) * GAP_TB_X
-            spots = [((width - row_w) / 2 + k * (NODE_W + GAP_TB_X), PAD + i * (NODE_H + GAP_TB_Y))
+            spots = [((width - row_w) / 2 + k * (NODE_W + GAP_TB_X), float(PAD + i * (NODE_H + GAP_TB_Y)))
                      for k in range(len(column))]
         else:
             col_h = len(column) * NODE_H + max(len(column) - 1, 0) * GAP_Y
-            spots = [(PAD + i * (NODE_W + GAP_X), (height - col_h) / 2 + k * (NODE_H + GAP_Y))
+            spots = [(float(PAD + i * (NODE_W + GAP_X)), (height - col_h) / 2 + k * (NODE_H + GAP_Y))
                      for k in range(len(column))]
         for task, (x, y) in zip(column, spots, strict=True):
             where[task] = (x, y)
