@@ -136,15 +136,18 @@ def test_records_that_do_not_fit_get_a_422_naming_row_and_field(
     wrong_type = {**good[1], "lat": {"deg": 47}}
     unparseable = {**good[2], "bedrooms": "three"}
     required_null = {**good[2], "sqft_living": None}
+    boolean = {**good[0], "floors": True}
 
     assert _errors(client.post("/predict", content=orjson.dumps(missing))) == [
         (0, "sqft_lot", "field 'sqft_lot' is missing (Int64; send null if unknown)")]
     errors = _errors(client.post("/predict", content=orjson.dumps([good[0], wrong_type, unparseable,
-                                                                    required_null])))
-    assert [(row, field) for row, field, _ in errors] == [(1, "lat"), (2, "bedrooms"), (3, "sqft_living")]
+                                                                    required_null, boolean])))
+    assert [(row, field) for row, field, _ in errors] == [(1, "lat"), (2, "bedrooms"), (3, "sqft_living"),
+                                                          (4, "floors")]
     assert "expected Float64, got an object" in errors[0][2]
     assert "got three" in errors[1][2]
     assert "required" in errors[2][2]
+    assert "expected Float64, got true" in errors[3][2]
 
 
 @pytest.mark.parametrize(("body", "message"), [
