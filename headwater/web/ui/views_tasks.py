@@ -63,7 +63,10 @@ def log_tail(request: Request, ctx: Ctx, dag_id: str, task_id: str, run_id: str,
     """The log text after ``offset``, then the next poller (none once the try's log is complete)."""
     attempt = _try_param(request)
     part = _log_part(ctx, dag_id, run_id, task_id, attempt, max(offset, 0), tasks_service.LOG_CHUNK)
-    return fragment(request, "ui/_log_tail.html", log_url=_log_url(dag_id, task_id, run_id, attempt), **part)
+    # The try has ended: the state badge at the top of the page is updated with this last answer.
+    ti = ctx.store.get_task_instance(dag_id, run_id, task_id) if not part["more"] else None
+    return fragment(request, "ui/_log_tail.html", log_url=_log_url(dag_id, task_id, run_id, attempt),
+                    final_state=ti.state.value if ti is not None else None, **part)
 
 
 def _log_url(dag_id: str, task_id: str, run_id: str, attempt: int | None) -> str:
@@ -89,7 +92,7 @@ def task_page(request: Request, ctx: Ctx, dag_id: str, task_id: str, run_id: str
     return page(
         request, "ui/task.html", section="dags", dag_id=dag_id, ti=ti, shown=shown or ti, selected_try=selected,
         run=runs_service.run_info(runs_service.get_run_record(ctx, dag_id, run_id)),
-        log_url=_log_url(dag_id, task_id, run_id, pinned), **part,
+        log_url=_log_url(dag_id, task_id, run_id, pinned), final_state=None, **part,
     )
 
 
