@@ -40,6 +40,7 @@ def test_the_dag_loads_validates_holds_out_trains_and_promotes(trained: Trained)
     champion = registry.resolve("house_prices@champion")
     assert champion.lineage["dag_id"] == "house_prices" and champion.lineage["task_id"] == "train"
     assert champion.lineage["run_id"].startswith("test__")
+    assert folders["prepared"].name == f"source={champion.lineage['source_digest']}"  # which load it learned from
     assert champion.lineage["feature_definition"]["module"] == "house_prices.features"
     assert champion.lineage["split"]["method"] == "time"
     assert champion.profile  # the training profile the stream checks against

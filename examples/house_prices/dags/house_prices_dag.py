@@ -43,7 +43,7 @@ def _folders(params: dict[str, Any]) -> dict[str, Path]:
     from house_prices import lake
 
     root, digest = lake.lake_root(params), lake.source_digest(lake.source_path(params))
-    return {stage: lake.stage_dir(root, stage, digest) for stage in lake.STAGES} | {"digest": Path(digest)}
+    return {stage: lake.stage_dir(root, stage, digest) for stage in lake.STAGES}
 
 
 with DAG("house_prices", schedule="@weekly", start_date=dt.datetime(2024, 1, 1), catchup=False, params=PARAMS,
@@ -110,7 +110,8 @@ with DAG("house_prices", schedule="@weekly", start_date=dt.datetime(2024, 1, 1),
             return {"trained": False, "reason": why_not}
         lineage = {
             "dag_id": "house_prices", "run_id": run_id, "task_id": "train",
-            "training_frame_hash": training_hash, "source_digest": str(folders["digest"]),
+            "training_frame_hash": training_hash,
+            "source_digest": folders["prepared"].name.removeprefix("source="),
             "reference_tables": {"zip_price_per_sqft": str(folders["prepared"] / "zip_price_per_sqft.csv")},
         }
         report = training.train_model(history, registry=registry, lineage=lineage, data_paths=[str(history_path)])
