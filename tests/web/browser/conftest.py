@@ -56,6 +56,17 @@ with DAG("house_prices_training", schedule="@daily", start_date=datetime(2024, 3
 '''
 
 
+#: A task that writes its log over a few seconds, to watch the log stream into the page.
+SLOW_LOG = '''
+from datetime import datetime
+
+from headwater import DAG, BashOperator
+
+with DAG("slow_log", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    BashOperator(task_id="count", bash_command="for i in 1 2 3 4 5 6; do echo counting $i; sleep 0.7; done")
+'''
+
+
 def register_v3(home: WebHome, run_id: str) -> None:
     """A third version of house_prices with a real training profile (skewed prices, categories)."""
     import numpy as np
@@ -150,6 +161,7 @@ def server(web_home: WebHome, tmp_path: Path) -> Iterator[Server]:
     """``headwater web`` on a free port and ``headwater scheduler`` on the populated home, plus a
     training DAG with two weeks of runs (two of them failed) for realistic pictures."""
     web_home.write_dag("training.py", TRAINING)
+    web_home.write_dag("slow_log.py", SLOW_LOG)
     web_home.refresh()
     for day in range(1, 15):  # two of them fail in validate_data: part of the picture
         last = web_home.run_dag("house_prices_training", f"2024-03-{day:02d}", run_type="scheduled")

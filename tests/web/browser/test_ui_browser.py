@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -42,7 +43,7 @@ def log_in(page: Any, server: Server) -> None:
 def test_trigger_watch_log_promote(page: Any, server: Server) -> None:
     log_in(page, server)
     rows = page.locator("tr[data-dag-id]")
-    assert rows.count() == 4  # etl, flaky, house_prices_training, xss_dag
+    assert rows.count() == 5  # etl, flaky, house_prices_training, slow_log, xss_dag
     assert page.locator("#import-errors").get_by_text("broken.py").is_visible()
     # times are shown in the browser's zone (Europe/Paris), UTC on hover
     first_time = page.locator("time[datetime]").first
@@ -77,6 +78,22 @@ def test_trigger_watch_log_promote(page: Any, server: Server) -> None:
     assert "extracted 3 rows" in page.locator("#log").inner_text()
     assert page.locator("#ti-state").inner_text().strip() == "success"
     shot(page, "04-task-log")
+
+    # a log streamed while its try runs: open the task before it has finished, watch it grow, no reload
+    page.goto(f"{server.url}/dags/slow_log/grid")
+    page.locator("summary", has_text="Trigger").click()
+    page.get_by_role("button", name="Trigger run").click()
+    page.wait_for_selector(".flash.info")
+    queued = re.search(r"queued run (\S+) of slow_log", page.locator(".flash.info").inner_text())
+    assert queued is not None
+    slow_run = queued.group(1)
+    page.goto(f"{server.url}/dags/slow_log/tasks/count?run_id={quote(slow_run, safe='')}")
+    assert "counting 6" not in page.locator("#log").inner_text()  # opened while the try still runs
+    page.wait_for_function("document.getElementById('log').innerText.includes('counting 3')", timeout=RUN_TIMEOUT_MS)
+    shot(page, "04b-log-streaming")
+    page.wait_for_function("document.getElementById('log').innerText.includes('counting 6')", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function("document.getElementById('ti-state').innerText.trim() === 'success'", timeout=RUN_TIMEOUT_MS)
+    assert page.locator("#log-tail").count() == 0  # polling stopped
 
     # a realistic grid and graph for the README
     page.goto(f"{server.url}/dags/house_prices_training/grid")
