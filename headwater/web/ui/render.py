@@ -6,7 +6,6 @@ logged in, or None), ``flashes`` (messages from the previous POST) and ``section
 
 from __future__ import annotations
 
-import datetime as dt
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -116,8 +115,3 @@ def safe_next(value: str | None, default: str) -> str:
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
         return value
     return default
-
-
-def utcnow() -> dt.datetime:
-    """Now, in UTC (pages that compute "next run" and running bars)."""
-    return dt.datetime.now(dt.UTC)

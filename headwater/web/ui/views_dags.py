@@ -189,7 +189,8 @@ def _gantt_context(ctx: Ctx, record: Any, run: Any) -> dict[str, Any]:
     return {"dag_id": record.dag_id, "gantt": layout_gantt(rows, ctx.clock.now()), "run": _with_duration(run)}
 
 
-def _with_duration(run: Any) -> Any:
+def _with_duration(run: Any) -> queries.RunDot:
+    """The run as the Gantt header shows it (with its duration)."""
     return queries.RunDot(run.run_id, str(run.state), run.logical_date, run.start_date, run.end_date,
                           str(run.run_type))
 
