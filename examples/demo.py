@@ -11,7 +11,8 @@
 Rerunning is safe: the lake stages are complete, the DAG trains nothing on data it already
 trained on (``--force`` retrains, and the new version only becomes champion if it beats the
 current one), and the app resumes from its committed offsets. ``--fresh`` starts from an empty
-home. Every process the demo starts is stopped, on success, failure or Ctrl-C.
+home; ``--shift 1.5`` replays the listings with ``sqft_living`` x 1.5 to see a drift alert.
+Every process the demo starts is stopped, on success, failure or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help=f"delete the demo home ({HOME}) first")
     parser.add_argument("--rate", default="1000/s", help="replay rate of the new listings (default 1000/s)")
     parser.add_argument("--home", type=Path, default=HOME, help="the headwater home to use")
+    parser.add_argument("--shift", type=float, default=None, metavar="FACTOR",
+                        help="multiply sqft_living of the replayed listings by FACTOR (e.g. 1.5) to see drift alerts")
     parser.add_argument("--source", type=Path, default=None,
                         help="another CSV of the same columns (default: the full King County data)")
     args = parser.parse_args(argv)
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         folders = home.lake(params)
         listings = folders["prepared"] / "listings.parquet"
         expected = report.count_rows(listings)
+        if args.shift is not None:
+            listings = report.shifted(listings, args.shift, args.home)
 
         step(console, "Start the stream app", "stream run house_prices.stream_app:app --metrics-port PORT")
         port = scenario.free_port()

@@ -24,6 +24,16 @@ def count_rows(path: Path) -> int:
     return int(pl.scan_parquet(path).select(pl.len()).collect().item())
 
 
+def shifted(listings: Path, factor: float, folder: Path) -> Path:
+    """A copy of the listings with ``sqft_living`` times ``factor``: data the drift monitor should notice."""
+    import polars as pl
+
+    out = folder / f"listings_sqft_living_x{factor:g}.parquet"
+    frame = pl.read_parquet(listings)
+    frame.with_columns((pl.col("sqft_living") * factor).round(0).cast(pl.Int64)).write_parquet(out)
+    return out
+
+
 def registry_state(registry: Any) -> int:
     """How many versions of the model exist (0 before the first training)."""
     from headwater.errors import UserError
@@ -149,7 +159,15 @@ def summary(console: Any, home: scenario.Home, params: dict[str, Any], *, since:
 
     console.print(f"drift alerts to {ALERTS_TOPIC}: {len(alerts)}")
     for alert in alerts[:SHOWN]:
-        console.print(f"  {json.dumps(alert)[:200]}", markup=False)
+        try:
+            text = (f"{alert['feature']}: {alert['metric']} {alert['value']:.3f} > {alert['threshold']} over the last "
+                    f"{alert['window_size']:,} records")
+        except (KeyError, TypeError, ValueError):  # another alert shape: shown as it is
+            text = json.dumps(alert)[:200]
+        console.print(f"  {text}", markup=False)
+    if not alerts:
+        console.print("  (none: the listings look like the training data; `--shift 1.5` replays them with "
+                      "sqft_living x 1.5)")
 
     if metrics:
         console.print("the app's Prometheus metrics, scraped before it stopped:")
