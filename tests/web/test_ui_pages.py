@@ -7,6 +7,7 @@ import html
 import re
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -268,6 +269,30 @@ def test_thousand_runs_paginate(ui: TestClient, web_home: WebHome) -> None:
     runs = ui.get("/dags/big/runs", params={"page": 2}, headers=PAGE)
     assert runs.text.count('class="state s-success"') == 50 and "page 2 of 20" in runs.text
     assert ui.get("/dags", headers=PAGE).status_code == 200
+    # no N+1: a page of the 1,000-run, 100-task DAG runs no more queries than that of a 2-run, 3-task one
+    big_run, small_run = quote(f"scheduled__{newest}", safe=""), quote(web_home.etl_runs[1], safe="")
+    for view in ("grid", "grid/fragment", "runs", "graph", "gantt"):
+        assert queries_of(ui, f"/dags/big/{view}") <= queries_of(ui, f"/dags/etl/{view}"), view
+    assert queries_of(ui, f"/dags/big/tasks/t050?run_id={big_run}") <= queries_of(
+        ui, f"/dags/etl/tasks/transform?run_id={small_run}")
+
+
+def queries_of(client: TestClient, path: str) -> int:
+    """How many SQL statements the app runs to answer GET ``path``."""
+    from sqlalchemy import event
+
+    engine = client.app.state.web.store.engine  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert client.get(path, headers=PAGE).status_code == 200, path
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return len(seen)
 
 
 def test_log_of_a_running_try_streams_by_offset(ui: TestClient, web_home: WebHome) -> None:
