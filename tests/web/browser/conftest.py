@@ -63,7 +63,7 @@ from datetime import datetime
 from headwater import DAG, BashOperator
 
 with DAG("slow_log", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
-    BashOperator(task_id="count", bash_command="for i in 1 2 3 4 5 6; do echo counting $i; sleep 0.7; done")
+    BashOperator(task_id="count", bash_command="for i in $(seq 1 12); do echo counting $i; sleep 0.5; done")
 '''
 
 

@@ -88,10 +88,10 @@ def test_trigger_watch_log_promote(page: Any, server: Server) -> None:
     assert queued is not None
     slow_run = queued.group(1)
     page.goto(f"{server.url}/dags/slow_log/tasks/count?run_id={quote(slow_run, safe='')}")
-    assert "counting 6" not in page.locator("#log").inner_text()  # opened while the try still runs
+    assert "counting 12" not in page.locator("#log").inner_text()  # opened while the try still runs
     page.wait_for_function("document.getElementById('log').innerText.includes('counting 3')", timeout=RUN_TIMEOUT_MS)
     shot(page, "04b-log-streaming")
-    page.wait_for_function("document.getElementById('log').innerText.includes('counting 6')", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function("document.getElementById('log').innerText.includes('counting 12')", timeout=RUN_TIMEOUT_MS)
     page.wait_for_function("document.getElementById('ti-state').innerText.trim() === 'success'", timeout=RUN_TIMEOUT_MS)
     assert page.locator("#log-tail").count() == 0  # polling stopped
 
