@@ -142,3 +142,29 @@ def test_an_input_where_every_row_is_rejected_gives_an_empty_output_with_its_col
     out = pl.read_parquet(target)
     assert out.height == 0 and out.columns[-2:] == ["prediction", "model_version"]
     assert pl.read_csv(default_rejects(str(target))).height == 50
+
+
+def test_fsspec_urls_work_for_input_output_and_rejects(registry: SqlModelRegistry) -> None:
+    import uuid
+
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    root = f"/batch-{uuid.uuid4().hex}"
+    data = synthetic_houses(900, seed=9).with_columns(
+        pl.when(pl.int_range(pl.len()) == 4).then(None).otherwise(pl.col("sqft_lot")).alias("sqft_lot"))
+    with fs.open(f"{root}/in.parquet", "wb") as f:
+        data.write_parquet(f)
+    try:
+        summary = score_file("houses:1", f"memory://{root}/in.parquet", f"memory://{root}/out/scored.csv",
+                             registry=registry, chunk_rows=250)
+        with fs.open(f"{root}/out/scored.csv", "rb") as f:
+            out = pl.read_csv(f)
+        with fs.open(f"{root}/out/scored.csv.rejects.csv", "rb") as f:
+            rejects = pl.read_csv(f)
+    finally:
+        fs.rm(root, recursive=True)
+    assert (summary.chunks, summary.rows_scored, summary.rows_rejected) == (4, 899, 1)
+    expected = load_scorer(registry, "houses:1").score(data.filter(pl.int_range(pl.len()) != 4))
+    assert out["prediction"].to_numpy().tobytes() == expected.tobytes()
+    assert rejects["row"].to_list() == [4]
