@@ -11,6 +11,8 @@ scikit-learn, LightGBM or skops.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 # public name -> module that defines it
@@ -72,6 +74,24 @@ __all__ = [
     "split",
     "train",
 ]
+
+
+class _Package(types.ModuleType):
+    """This package, keeping ``split``, ``train`` and ``profile`` the functions once their modules load.
+
+    The import system binds a loaded submodule as an attribute of its package, so after any
+    ``import headwater.ml.split`` the name ``headwater.ml.split`` would be the module and
+    ``from headwater.ml import split`` would hand out a module instead of the function (seen in
+    the house-price DAG). A submodule named like the function it exports binds the function.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
