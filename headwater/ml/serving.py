@@ -38,6 +38,7 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from headwater.errors import UserError
 from headwater.ml.scoring import DEFAULT_RELOAD_INTERVAL, ModelFollower, Scorer
 from headwater.ml.serving_records import RowErrors, add_reasons, records_frame
 
@@ -91,7 +92,10 @@ def predict_body(scorer: Scorer, body: bytes) -> tuple[int, bytes]:
         add_reasons(errors, scorer.validate(frame))
     if errors:
         return 422, _errors_bytes(errors, scorer)
-    predictions = scorer.score(frame).tolist()
+    try:
+        predictions = scorer.score(frame).tolist()
+    except UserError as exc:  # input validate() let through but the features refuse: still the client's data
+        return 422, _detail_bytes(f"the records do not fit model {scorer.label}: {exc.message}")
     label = scorer.label
     if single:
         return 200, orjson.dumps({OUTPUT: predictions[0], VERSION: label})
