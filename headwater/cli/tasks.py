@@ -146,27 +146,54 @@ def state_cmd(env: Env, dag_id: str, task_id_or_date: str, logical_date: str | N
     say(ti.state.value)
 
 
+def _latest_run_of_day(env: Env, dag_id: str, text: str) -> tuple[DagRunRecord | None, int]:
+    """When ``text`` is a day (``YYYY-MM-DD``, not a run id) with several runs: the latest of them, and how many."""
+    import datetime as dt
+
+    from headwater.orchestration.runs import parse_date
+
+    if len(text) > 10 or env.store.get_run(dag_id, text) is not None:
+        return None, 0
+    try:
+        day = parse_date(text)
+    except UserError:
+        return None, 0
+    runs = env.store.list_runs(dag_id, start=day, end=day + dt.timedelta(days=1, microseconds=-1), limit=None)
+    latest = max(runs, key=lambda r: r.logical_date, default=None)
+    return (latest, len(runs)) if len(runs) > 1 else (None, len(runs))
+
+
 @tasks.command("logs")
 @click.argument("dag_id")
 @click.argument("task_id")
-@click.argument("logical_date")
+@click.argument("date_or_run_id", metavar="DATE_OR_RUN_ID")
 @click.option("--try", "try_number", type=click.IntRange(min=1), default=None, help="Try number (default: the latest).")
 @pass_env
-def logs(env: Env, dag_id: str, task_id: str, logical_date: str, try_number: int | None) -> None:
+def logs(env: Env, dag_id: str, task_id: str, date_or_run_id: str, try_number: int | None) -> None:
     """Print the log of one try of a task instance.
 
-    Only files inside the logs folder are read.
+    DATE_OR_RUN_ID is a run id (``headwater runs list DAG`` shows them), a logical date
+    (``2024-05-01T12:00``), or a day. A day with several runs (``dags test DAG`` without a
+    date makes a run at the current time on every call) means the latest of them: its run id
+    is printed, with how many runs that day had; give a run id for another one. Only files
+    inside the logs folder are read.
     """
     from rich.markup import escape
 
     from headwater.web.services.tasks import confined_log_path
 
     env.task(dag_id, task_id)
-    run = env.run(dag_id, logical_date)
+    latest, runs_that_day = _latest_run_of_day(env, dag_id, date_or_run_id)
+    if latest is not None:
+        run = latest
+        say(f"[dim]# {runs_that_day} runs of {escape(dag_id)} on {escape(date_or_run_id)}: the latest, "
+            f"{escape(run.run_id)} (give a run id for another; `headwater runs list {escape(dag_id)}`)[/]")
+    else:
+        run = env.run(dag_id, date_or_run_id)
     tries = env.store.list_tries(dag_id, run.run_id, task_id)
     if not tries:
         raise UserError(f"{dag_id}.{task_id} has not run in {run.run_id}",
-                        hint=f"see its state with `headwater tasks state {dag_id} {task_id} {logical_date}`")
+                        hint=f"see its state with `headwater tasks state {dag_id} {task_id} {run.run_id}`")
     chosen = tries[-1] if try_number is None else next((t for t in tries if t.try_number == try_number), None)
     if chosen is None:
         raise UserError(f"{task_id} has no try {try_number} in {run.run_id}",

@@ -156,3 +156,27 @@ def test_tasks_test_runs_one_task_and_records_nothing(home: Home) -> None:
     assert failing.returncode == 1
     assert "b is broken until counts/fixed exists" in failing.stdout
     assert home.store.list_runs() == []
+
+
+def test_logs_of_a_day_with_several_dags_test_runs_show_the_latest_and_say_so(home: Home) -> None:
+    # `dags test DAG` without a date makes a run at the current time on every call, as Airflow's does.
+    home.write_dag("retrying.py", RETRY.format(mark=str(home.root / "mark")))
+    home.cli("dags", "test", "retrying", check=True)  # try 1 fails, try 2 works
+    home.cli("dags", "test", "retrying", check=True)  # a second run: works at once
+    first, second = sorted(home.store.list_runs("retrying"), key=lambda r: r.logical_date)
+    day = first.logical_date.date().isoformat()
+    if second.logical_date.date().isoformat() != day:
+        pytest.skip("the two runs straddle midnight UTC")
+
+    out = home.cli("tasks", "logs", "retrying", "flaky", day, check=True).stdout
+    assert f"2 runs of retrying on {day}: the latest, {second.run_id}" in " ".join(out.split())
+    assert "(success, try 1 of 1)" in out and "second try works" in out
+
+    # A run id picks any run, the older one included; it says nothing about other runs.
+    older = home.cli("tasks", "logs", "retrying", "flaky", first.run_id, check=True).stdout
+    assert "(success, try 2 of 2)" in older and "runs of retrying" not in older
+    tried = home.cli("tasks", "logs", "retrying", "flaky", first.run_id, "--try", "1", check=True).stdout
+    assert "first try fails on purpose" in tried
+
+    nothing = home.cli("tasks", "logs", "retrying", "flaky", "2020-01-01")
+    assert nothing.returncode == 1 and "has no run at 2020-01-01" in nothing.stderr
