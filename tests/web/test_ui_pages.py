@@ -410,3 +410,24 @@ def test_trigger_form_follows_the_params_schema(ui: TestClient, web_home: WebHom
     (run,) = web_home.store.list_runs("retrain")
     assert run.conf.get("region") == "us" and run.conf.get("note") == "first try"
     assert "s3cr3t-value" not in str(run.conf)
+
+
+def test_dag_list_filters_and_runs_by_state(ui: TestClient) -> None:
+    by_tag = ui.get("/dags", params={"tag": "etl"}, headers=PAGE).text
+    assert 'data-dag-id="etl"' in by_tag and 'data-dag-id="flaky"' not in by_tag
+    by_name = ui.get("/dags", params={"q": "fla"}, headers=PAGE).text
+    assert 'data-dag-id="flaky"' in by_name and 'data-dag-id="etl"' not in by_name
+    assert 'hx-get="/dags/fragment?q=fla&tag="' in by_name  # the live refresh keeps the filter
+    failed = ui.get("/dags/flaky/runs", params={"state": "failed"}, headers=PAGE).text
+    assert WebHome.flaky_run in failed
+    assert "No success runs." in ui.get("/dags/flaky/runs", params={"state": "success"}, headers=PAGE).text
+
+
+def test_read_only_open_shows_pages_but_refuses_writes(make_client: Callable[..., TestClient],
+                                                       web_home: WebHome) -> None:
+    anon = make_client(read_only_open=True)
+    for path in ("/dags", "/dags/etl/grid", "/models/house_prices", "/streams"):
+        r = anon.get(path, headers=PAGE)
+        assert r.status_code == 200 and "Log in" in r.text, path
+    r = anon.post("/dags/etl/trigger", data={}, headers=PAGE, follow_redirects=False)
+    assert r.status_code in (303, 401) and len(web_home.store.list_runs("etl")) == 2

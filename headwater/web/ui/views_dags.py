@@ -44,18 +44,18 @@ def home() -> Response:
 
 @router.get("/dags", response_class=HTMLResponse, include_in_schema=False)
 @html_errors
-def dags_page(request: Request, ctx: Ctx) -> HTMLResponse:
-    listing = dags_service.list_dags(ctx, last_runs=queries.RECENT_RUNS)
+def dags_page(request: Request, ctx: Ctx, tag: str | None = None, q: str | None = None) -> HTMLResponse:
+    listing = dags_service.list_dags(ctx, tag=tag or None, search=q or None, last_runs=queries.RECENT_RUNS)
+    tags = sorted({t for r in ctx.store.list_dags() for t in r.spec.tags})
     return page(
-        request, "ui/dags.html", section="dags", rows=listing.dags, fields=_fields(ctx),
-        import_errors=listing.import_errors, dags_folder=str(ctx.settings.dags_folder),
+        request, "ui/dags.html", section="dags", rows=listing.dags, fields=_fields(ctx), tags=tags,
+        tag=tag or "", q=q or "", import_errors=listing.import_errors, dags_folder=str(ctx.settings.dags_folder),
     )
 
 
 @router.get("/dags/fragment", response_class=HTMLResponse, include_in_schema=False)
-@html_errors
-def dags_fragment(request: Request, ctx: Ctx) -> HTMLResponse:
-    rows = dags_service.list_dags(ctx, last_runs=queries.RECENT_RUNS).dags
+def dags_fragment(request: Request, ctx: Ctx, tag: str | None = None, q: str | None = None) -> HTMLResponse:
+    rows = dags_service.list_dags(ctx, tag=tag or None, search=q or None, last_runs=queries.RECENT_RUNS).dags
     return fragment(request, "ui/_dag_table.html", rows=rows, fields=_fields(ctx))
 
 
@@ -214,13 +214,16 @@ def gantt_page(request: Request, ctx: Ctx, dag_id: str, run_id: str | None = Non
 
 @router.get("/dags/{dag_id:path}/runs", response_class=HTMLResponse, include_in_schema=False)
 @html_errors
-def runs_page(request: Request, ctx: Ctx, dag_id: str, page: int = 1) -> HTMLResponse:
+def runs_page(request: Request, ctx: Ctx, dag_id: str, page: int = 1, state: str | None = None) -> HTMLResponse:
     record = _record(ctx, dag_id)
     page_no = max(page, 1)
-    listing = runs_service.list_runs(ctx, dag_id, limit=RUNS_PAGE, offset=(page_no - 1) * RUNS_PAGE)
+    states = [state] if state else None
+    listing = runs_service.list_runs(ctx, dag_id, states=states, limit=RUNS_PAGE, offset=(page_no - 1) * RUNS_PAGE)
     page_no, pages = _pages(listing.total, RUNS_PAGE, page_no)
+    also = f"&state={_q(state)}" if state else ""
     return _dag_page(request, ctx, record, "ui/dag_runs.html", "runs", runs=listing.items, page=page_no,
-                     pages=pages, total=listing.total, page_href=lambda n: f"/dags/{_q(dag_id)}/runs?page={n}")
+                     pages=pages, total=listing.total, state_filter=state or "",
+                     page_href=lambda n: f"/dags/{_q(dag_id)}/runs?page={n}{also}")
 
 
 @router.get("/dags/{dag_id:path}/code", response_class=HTMLResponse, include_in_schema=False)
