@@ -215,6 +215,9 @@ class MemoryProducer:
         with self._broker._cond:
             t = self._broker._topic_for_produce(topic)
             count = len(t.partitions)
+            if partitions is None and keys is not None and n > 1:
+                # murmur2 of the whole batch in one numpy pass (see KeyPartitioner.assign).
+                partitions = self._partitioner.assign(keys, count).tolist()
             for i in range(n):
                 key = keys[i] if keys is not None else None
                 p = partitions[i] if partitions is not None else self._partitioner.partition(key, count)

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headwater.stream.partitioner import murmur2, partition_for
+from headwater.stream._common import KeyPartitioner
+from headwater.stream.partitioner import murmur2, murmur2_many, partition_for
 
 # org.apache.kafka.common.utils.UtilsTest#testMurmur2 (signed 32-bit results, as Java gives them).
 JAVA_VECTORS = [
@@ -56,3 +57,39 @@ def test_murmur2_gives_what_kafka_gives(key: bytes, signed: int) -> None:
 @given(st.binary(max_size=600))
 def test_murmur2_matches_the_byte_by_byte_reference(key: bytes) -> None:
     assert murmur2(key) == reference_murmur2(key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=80))
+def test_murmur2_many_equals_murmur2_key_by_key(keys: list[bytes]) -> None:
+    # Random lengths 0-64 in one batch: every length group and every tail size (0-3 bytes).
+    assert murmur2_many(keys).tolist() == [murmur2(k) for k in keys]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=0, max_value=64), st.lists(st.binary(min_size=64, max_size=64), min_size=1, max_size=30))
+def test_murmur2_many_on_keys_of_one_length(length: int, blobs: list[bytes]) -> None:
+    # The one-length fast path (no grouping), as a batch of ids or UUIDs takes.
+    keys = [b[:length] for b in blobs]
+    assert murmur2_many(keys).tolist() == [reference_murmur2(k) for k in keys]
+
+
+def test_murmur2_many_gives_what_kafka_gives() -> None:
+    keys = [key for key, _ in JAVA_VECTORS]
+    assert murmur2_many(keys).tolist() == [signed & 0xFFFFFFFF for _, signed in JAVA_VECTORS]
+    assert murmur2_many([]).tolist() == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=40)), min_size=1, max_size=60), st.integers(1, 9))
+def test_a_batch_lands_where_record_by_record_would(keys: list[bytes | None], partitions: int) -> None:
+    # The batch path (numpy) against the scalar one, keyless records included: the same
+    # partition for every keyed record, the same round robin for keyless ones.
+    batch, one_by_one = KeyPartitioner(), KeyPartitioner()
+    assigned = batch.assign(keys, partitions).tolist()
+    assert assigned == [one_by_one.partition(k, partitions) for k in keys]
+    split = KeyPartitioner().split(len(keys), keys, partitions)
+    assert sorted(i for idx in split.values() for i in idx) == list(range(len(keys)))
+    for p, idx in split.items():
+        assert list(idx) == sorted(idx)
+        assert all(keys[i] is None or partition_for(keys[i], partitions) == p for i in idx)  # type: ignore[arg-type]
