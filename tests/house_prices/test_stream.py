@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
-from house_prices import scenario
-from house_prices.stream_app import ALERTS_TOPIC, PRICED_TOPIC, SOURCE_TOPIC, TOPICS, ZIP_CHANGELOG, build
+from house_prices import scenario, training
+from house_prices.stream_app import (
+    ALERTS_TOPIC,
+    PRICED_TOPIC,
+    SOURCE_TOPIC,
+    TOPICS,
+    ZIP_CHANGELOG,
+    build,
+    stats_table,
+)
 
 from headwater.ml.split import frame_hash, split
+from headwater.quality.stream import quality_metrics
 from headwater.stream.memory import MemoryBroker
 from headwater.stream.testing import run_app
 
@@ -106,6 +117,10 @@ def test_a_zip_code_update_on_the_changelog_changes_later_records_without_a_rest
     assert not runner.is_alive()
 
 
+def stats_by_zip(stats: pl.DataFrame) -> dict[int, float]:
+    return dict(zip(stats["zipcode"].to_list(), stats["zip_median_price_per_sqft"].to_list(), strict=True))
+
+
 def scenario_json(value: Any) -> bytes:
     import json
 
@@ -145,3 +160,72 @@ def test_unusable_listings_are_dead_lettered_and_odd_ones_priced_with_flags(trai
     assert priced[1]["city"] is None and priced[1]["predicted_price"] > 0
     (dead,) = result.dead_letters
     assert "sqft_living" in dead.error_message and dead.offset == 1
+
+
+def test_a_new_champion_prices_checks_watches_and_enriches_later_records_without_a_restart(
+        trained: Trained, tmp_path: Path) -> None:
+    # A copy of the trained home, so promoting here leaves the session's champion alone.
+    home = scenario.Home(tmp_path / "home")
+    shutil.copytree(trained.home.path, home.path)
+    registry = home.registry()
+    old = registry.resolve("house_prices@champion")
+    listings = as_listings(rows_of(trained)["listings"])
+
+    # The next version: trained on prices x 2, with its own zip statistics (also x 2).
+    history = pl.read_parquet(trained.folders["prepared"] / "history.parquet").with_columns(pl.col("price") * 2)
+    stats = pl.read_csv(old.lineage["reference_tables"]["zip_price_per_sqft"]).with_columns(
+        (pl.col("zip_median_price_per_sqft") * 2).round(2), pl.col("zip_median_price") * 2)
+    stats_path = tmp_path / "zip_price_per_sqft_x2.csv"
+    stats.write_csv(stats_path)
+    doubled = stats_by_zip(stats)
+
+    app = build(old, registry=registry, reload_interval=0.05)
+    broker = broker_with_topics()
+    producer = broker.producer()
+    runner = threading.Thread(target=app.run, args=(broker,), kwargs={"handle_signals": False}, daemon=True)
+    runner.start()
+
+    def price(listing: dict[str, Any]) -> dict[str, Any]:
+        before = scenario.end_offset(broker, PRICED_TOPIC)
+        producer.produce(SOURCE_TOPIC, scenario_json(listing), str(listing["zipcode"]).encode())
+        producer.flush()
+        deadline = time.monotonic() + 30
+        while scenario.end_offset(broker, PRICED_TOPIC) == before:
+            assert runner.is_alive() and time.monotonic() < deadline, "the app stopped pricing"
+            time.sleep(0.02)
+        return scenario.read_json(broker, PRICED_TOPIC, before)[0]  # type: ignore[no-any-return]
+
+    def steps_on(ref: str) -> bool:
+        found = quality_metrics(app)
+        return bool(found["check"]["model_version"] == ref == found["monitor_drift"]["model_version"])
+
+    try:
+        first = price(listings[0])
+        assert first["model_version"] == old.ref and steps_on(old.ref)
+        assert first["zip_median_price_per_sqft"] == stats_by_zip(stats_table(old).snapshot())[first["zipcode"]]
+
+        lineage = {**old.lineage, "reference_tables": {"zip_price_per_sqft": str(stats_path)}}
+        report = training.train_model(history, registry=registry, lineage=lineage, data_paths=[])
+        new = registry.get("house_prices", int(report["version"].rpartition(":")[2]))
+        registry.promote("house_prices", new.version, who="test", reason="prices doubled", force=True)
+
+        # Each step looks at the alias between batches: within a bounded number of listings all follow.
+        seen: list[dict[str, Any]] = []
+        for listing in listings[1:]:
+            seen.append(price(listing))
+            if seen[-1]["model_version"] == new.ref and steps_on(new.ref):
+                break
+        assert seen[-1]["model_version"] == new.ref and steps_on(new.ref), (seen[-1], quality_metrics(app))
+        # Every record carries the zip statistics of the version that priced it, before and after the switch.
+        by_version = {old.ref: stats_by_zip(stats_table(old).snapshot()), new.ref: doubled}
+        for record in [first, *seen]:
+            assert record["zip_median_price_per_sqft"] == by_version[record["model_version"]][record["zipcode"]]
+        later = price(listings[0])
+        assert later["model_version"] == new.ref
+        assert later["zip_median_price_per_sqft"] == doubled[listings[0]["zipcode"]]
+        assert later["predicted_price"] > 1.5 * first["predicted_price"]  # the doubled model priced it
+        assert steps_on(new.ref) and runner.is_alive()  # the same app, never restarted
+    finally:
+        app.stop()
+        runner.join(30)
+    assert not runner.is_alive()
