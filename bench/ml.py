@@ -188,7 +188,7 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, client: Any, timeout: float = 120) -> None:
-        import httpx
+        import httpx2 as httpx
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -268,7 +268,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import httpx
+    import httpx2 as httpx
 
     args = parse_args(argv)
     console = Console() if Console().is_terminal else Console(width=170)

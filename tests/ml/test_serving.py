@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx  # the dev extra installs httpx2 (Starlette's TestClient), not httpx
 import numpy as np
 import orjson
 import polars as pl
