@@ -282,12 +282,20 @@ class ProfileChecks:
         if not any(counts):  # the usual batch: no list building
             empty = pl.lit([], dtype=pl.List(pl.String)).alias(column)
             return CheckResult(frame.with_columns(empty), summary, column)
+        # Code lists are built for the violating rows only, then gathered into place (clean rows
+        # point at one empty list): concat_list over every row cost ~110 ms per 10,000 house rows
+        # with 35 checks, against ~6 ms for the flags themselves.
+        bad = flags.select(pl.any_horizontal(pl.all())).to_series()
+        n_bad = int(bad.sum())
         codes = pl.concat_list([
             pl.when(pl.col(str(i))).then(pl.lit(c.code)).otherwise(pl.lit(None, dtype=pl.String))
             for i, c in enumerate(checks)
         ]).list.drop_nulls()
-        violations = flags.select(codes.alias(column)).to_series()
-        summary.rows_with_violations = int((violations.list.len() > 0).sum())
+        lists = flags.filter(bad).select(codes.alias(column)).to_series()
+        lists = lists.append(pl.Series(column, [[]], dtype=pl.List(pl.String)))
+        position = pl.select(pl.when(bad).then(bad.cast(pl.Int64).cum_sum() - 1).otherwise(n_bad)).to_series()
+        violations = lists.gather(position).alias(column)
+        summary.rows_with_violations = n_bad
         return CheckResult(frame.with_columns(violations), summary, column)
 
     def explain(self, row: Mapping[str, Any], codes: Iterable[str]) -> str:
