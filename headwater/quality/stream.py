@@ -54,7 +54,8 @@ from headwater.quality.drift import DriftConfigError, DriftMonitor
 from headwater.quality.source import Fixed, Follow
 from headwater.stream.chunk import Chunk, Context, isolate
 from headwater.stream.dsl import Node
-from headwater.stream.steps import Step
+from headwater.stream.serde import Json, exact_frame
+from headwater.stream.steps import BatchStep
 
 POLICIES = ("flag", "dead_letter")
 
@@ -107,7 +108,7 @@ def _reload_interval(seconds: Any) -> None:
         raise CheckConfigError(f"reload_interval must be seconds >= 0, got {seconds!r}")
 
 
-class Check(Step):
+class Check(BatchStep):
     """The step behind :meth:`headwater.stream.dsl.Stream.check` (see the module docstring)."""
 
     kind = "check"
@@ -144,16 +145,24 @@ class Check(Step):
 
         return [out for out in isolate(chunk, run, ctx, self.name) if len(out)]
 
+    def transform(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[int] | None]:
+        raise NotImplementedError("Check works through apply(): it dead-letters rows with their reasons")
+
     def _route(
         self, part: Chunk, checked: pl.DataFrame, summary: CheckSummary, checks: ProfileChecks, ctx: Context
     ) -> Chunk:
         codes = checked.get_column(self.column)
-        dead_mask = pl.Series([False] * checked.height)
+        keep: list[int] | None = None
+        dead: list[int] = []
+        flagged = summary.rows_with_violations
         if self._dead_kinds and summary.rows_with_violations:
-            kinds = codes.list.eval(pl.element().str.split(":").list.first())
-            dead_mask = kinds.list.eval(pl.element().is_in(sorted(self._dead_kinds))).list.any().fill_null(False)
-        dead = dead_mask.arg_true().to_list()
-        flagged = int(((codes.list.len() > 0) & ~dead_mask).sum())
+            # Only the rows with violations are looked at: a clean batch costs nothing here.
+            violating = (codes.list.len() > 0).arg_true()
+            prefixes = tuple(f"{kind}:" for kind in sorted(self._dead_kinds))
+            dies = codes.gather(violating).list.eval(
+                pl.any_horizontal(*(pl.element().str.starts_with(p) for p in prefixes))).list.any()
+            dead = violating.filter(dies).to_list()
+            flagged -= len(dead)
         for i in dead:
             row = checked.row(i, named=True)
             ctx.dead_letter(part.src[i], self.name, DataCheckError(
@@ -163,17 +172,40 @@ class Check(Step):
             self.summary.add(summary)
             self.rows_dead_lettered += len(dead)
             self.rows_flagged += flagged
-        keep = (~dead_mask).arg_true().to_list() if dead else None
+        if dead:
+            gone = set(dead)
+            keep = [i for i in range(len(part)) if i not in gone]
         if not self.adds_column:
             return part if keep is None else part.select(keep)
-        if part.rows is not None and all(isinstance(r, dict) for r in part.rows):
+        rows = self._exact_rows(part, ctx)
+        if rows is not None:
             # Records that came as rows keep their exact values: a frame of a batch where one record
             # has text in a numeric field holds the whole column as text, which is no reason to change
             # the other records.
             lists = codes.to_list()
             positions = range(len(part)) if keep is None else keep
-            return part.with_rows([{**part.rows[i], self.column: lists[i]} for i in positions], keep)
-        return part.as_frame().with_frame(checked if keep is None else checked[keep], keep)
+            return part.with_rows([{**rows[i], self.column: lists[i]} for i in positions], keep)
+        framed = part.as_frame()
+        return framed.with_frame(checked if keep is None else checked[keep], keep)
+
+    @staticmethod
+    def _exact_rows(part: Chunk, ctx: Context) -> list[Any] | None:
+        """The records' own values when the chunk's frame may not hold them exactly, else None (use the frame).
+
+        A chunk of dict rows is its own values. A frame decoded from the source's JSON holds
+        them exactly only when :func:`~headwater.stream.serde.exact_frame` says so (one JSON
+        type per field, no nulls, no missing field: the usual batch); otherwise the records
+        are decoded again from their bytes, as they were before frames were decoded directly.
+        """
+        if part.rows is not None:
+            return part.rows if all(isinstance(r, dict) for r in part.rows) else None
+        if (isinstance(part.pristine, Json) and part.row_type is dict and part.frame is not None
+                and not exact_frame(part.frame)):
+            values = ctx.table.values
+            rows, kept, _ = part.pristine.decode_rows([values[s] for s in part.src])
+            if kept is None and all(isinstance(r, dict) for r in rows):
+                return rows
+        return None
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
