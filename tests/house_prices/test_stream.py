@@ -157,6 +157,9 @@ def test_unusable_listings_are_dead_lettered_and_odd_ones_priced_with_flags(trai
     assert [r["bedrooms"] for r in priced] == [good["bedrooms"], 40]
     assert priced[0]["data_checks"] == [] and priced[0]["unknown_zipcode"] is False
     assert "range:bedrooms" in priced[1]["data_checks"] and priced[1]["unknown_zipcode"] is True
+    # Zip codes are categories: an unseen one is "unseen", not out of a numeric range.
+    assert "unseen:zipcode" in priced[1]["data_checks"] and "range:zipcode" not in priced[1]["data_checks"]
+    assert priced[1]["zip_median_price_per_sqft"] is None and priced[0]["zip_median_price_per_sqft"] > 0
     assert priced[1]["city"] is None and priced[1]["predicted_price"] > 0
     (dead,) = result.dead_letters
     assert "sqft_living" in dead.error_message and dead.offset == 1
