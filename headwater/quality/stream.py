@@ -112,6 +112,9 @@ class Check(BatchStep):
     """The step behind :meth:`headwater.stream.dsl.Stream.check` (see the module docstring)."""
 
     kind = "check"
+    # Tells the topology to have a JSON source it reads first mark the frames that hold the
+    # records' values exactly (headwater.stream.serde.exact_frame): the others are decoded again.
+    passes_values = True
 
     def __init__(self, name: str, checks: ProfileChecks | Fixed[ProfileChecks] | Follow[ProfileChecks], *,
                  policy: str | Mapping[str, str] = "flag", column: str = "data_checks") -> None:

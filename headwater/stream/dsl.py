@@ -180,6 +180,11 @@ class Topology:
                 for child in self.nodes
                 if any(parent is node for parent, _ in child.parents)
             )
+            if isinstance(node.value, Json):
+                # Steps that pass the decoded values on (check) need to know whether a frame holds them exactly.
+                node.value.mark_exact = node.value.mark_exact or any(
+                    getattr(getattr(child, "step", None), "passes_values", False)
+                    for child in self.nodes if any(parent is node for parent, _ in child.parents))
 
     def run(self, ctx: Context) -> None:
         """Run every node once on the micro-batch in ``ctx`` (outputs and dead letters land in ``ctx``)."""

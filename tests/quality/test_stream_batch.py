@@ -67,6 +67,7 @@ def test_check_is_a_batch_step_so_the_source_decodes_straight_into_a_frame(house
     (source,) = [n for n in app.topology.nodes if isinstance(n, SourceNode)]
     check = next(n.step for n in app.topology.nodes if isinstance(getattr(n, "step", None), Check))
     assert isinstance(check, BatchStep) and source.prefer_frame
+    assert getattr(source.value, "mark_exact", False)  # the frames that hold the values exactly are known
 
 
 def test_clean_and_violating_batches_give_the_same_bytes_as_record_by_record(house_profile: dict[str, Any]) -> None:
