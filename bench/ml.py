@@ -1,6 +1,6 @@
 """ML scoring benchmark: a 100-tree gradient-boosting house-price model scoring JSON records.
 
-    .venv/bin/python bench/ml.py [--runs 3] [--parts a,c,d] [--quick]
+    .venv/bin/python bench/ml.py [--runs 3] [--parts a,c,d] [--quick] [--model hgb|lgbm]
 
 (a) the naive per-record path against (b) the micro-batched path, in the same process of
 each run, records/s per core and their ratio; (c) the stream app
@@ -13,6 +13,8 @@ The model: scikit-learn's HistGradientBoostingRegressor, 100 trees (no early sto
 on the log price, trained with the house feature set of the tests (14 input fields, 15
 features, the zip code one-hot encoded) on ``examples/house_prices/data/kc_house_data.csv``
 when present, else on synthetic houses; registered in a home under ``bench/.work/ml``.
+``--model lgbm`` trains LightGBM's LGBMRegressor (100 trees, 31 leaves) instead, the
+kind of model the house-price scenario registers.
 Records are the data set's rows (the input fields and an id) as JSON, cycled to size.
 (a), (b) and (c) run in fresh processes (``ml_worker.py``) pinned to one thread of math
 libraries; runs are interleaved. Results: ``bench/results/ml-<date>.json`` and ``.md``.
@@ -58,7 +60,7 @@ PARTITIONS = 4
 # -- set-up -----------------------------------------------------------------------------
 
 
-def train_model(home: Path) -> dict[str, Any]:
+def train_model(home: Path, model: str = "hgb") -> dict[str, Any]:
     """Train and register the model as champion in a fresh home; what was trained."""
     import polars as pl
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -71,17 +73,22 @@ def train_model(home: Path) -> dict[str, Any]:
     shutil.rmtree(home, ignore_errors=True)
     data = pl.read_csv(KC) if KC.exists() else synthetic_houses(20_000, seed=0)
     source = "kc_house_data.csv" if KC.exists() else "synthetic houses"
-    estimator = HistGradientBoostingRegressor(max_iter=100, early_stopping=False, random_state=0)
+    if model == "lgbm":  # the house-price scenario's model kind (examples/house_prices/training.py), 100 trees here
+        from lightgbm import LGBMRegressor
+
+        estimator: Any = LGBMRegressor(n_estimators=100, num_leaves=31, random_state=0, n_jobs=1, verbose=-1)
+    else:
+        estimator = HistGradientBoostingRegressor(max_iter=100, early_stopping=False, random_state=0)
     result = train(data, target="price", features=house_features(), estimator=estimator, seed=0,
                    target_transform="log1p", importance_sample=500, importance_repeats=1)
     registry = open_registry(Settings.from_env({"HEADWATER_HOME": str(home)}))
     mv = result.register(registry, "house_prices", author="bench")
     registry.promote("house_prices", mv.version, who="bench", reason="benchmark model")
-    trees = int(result.estimator.n_iter_)
+    trees = int(getattr(result.estimator, "n_iter_", None) or result.estimator.n_estimators_)
     return {"label": mv.ref, "trees": trees, "features": len(result.feature_names),
             "inputs": len(house_features().input_schema), "rows": data.height, "source": source,
             "test_rmse": result.metrics["test"]["rmse"],
-            "description": (f"HistGradientBoostingRegressor, {trees} trees, {len(result.feature_names)} features from "
+            "description": (f"{type(estimator).__name__}, {trees} trees, {len(result.feature_names)} features from "
                             f"{len(house_features().input_schema)} JSON fields, trained on {data.height:,} rows of "
                             f"{source} (log price)")}
 
@@ -258,6 +265,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs of each part (median reported); default 3")
     parser.add_argument("--parts", default="a,c,d", help="comma-separated subset of a,c,d ((a) measures (b) too)")
     parser.add_argument("--quick", action="store_true", help="one run on few records: check the harness")
+    parser.add_argument("--model", choices=("hgb", "lgbm"), default="hgb",
+                        help="hgb: scikit-learn's HistGradientBoostingRegressor (default); lgbm: LightGBM's "
+                             "LGBMRegressor, the house-price scenario's kind (results file ml-<date>-lgbm)")
     args = parser.parse_args(argv)
     args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     if not args.parts <= {"a", "b", "c", "d"}:
@@ -279,9 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     (WORK / "logs").mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.UTC)
     info = machine()
-    home = WORK / "home"
+    home = WORK / ("home" if args.model == "hgb" else f"home-{args.model}")
     with console.status("training and registering the model, writing the records"):
-        model = train_model(home)
+        model = train_model(home, args.model)
         values_path = WORK / f"values-{max(sizes['paths'], sizes['app'], sizes['rest_list'] * 1000)}.jsonl"
         if not values_path.exists():
             write_values(values_path, max(sizes["paths"], sizes["app"], sizes["rest_list"] * 1000))
@@ -329,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     folder = WORK if args.quick else RESULTS
     folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"ml-{started:%Y-%m-%d}{'-quick' if args.quick else ''}"
+    model_part = "" if args.model == "hgb" else f"-{args.model}"
+    stem = folder / f"ml-{started:%Y-%m-%d}{model_part}{'-quick' if args.quick else ''}"
     stem.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     tables = ml_report.build_tables(doc)
     for table in tables:
@@ -348,7 +359,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("polars", "scikit-learn", "numpy", "msgspec", "orjson", "fastapi", "uvicorn", "httpx"):
+    for name in ("polars", "scikit-learn", "lightgbm", "numpy", "msgspec", "orjson", "fastapi", "uvicorn", "httpx2"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
