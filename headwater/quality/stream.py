@@ -5,6 +5,11 @@ with :class:`~headwater.quality.checks.ProfileChecks` in one vectorised pass; pe
 violation the policy says whether a record is **flagged** (it goes on, its codes in the
 ``column`` list) or **dead-lettered** (to ``<app>.dlq`` with a
 :class:`~headwater.quality.checks.DataCheckError` naming the violations and values).
+It is a batch step: a JSON source it reads first decodes straight into a frame. The
+records go on with their exact values all the same: from the frame when it holds them
+exactly (:func:`~headwater.stream.serde.exact_frame`, the usual batch), else decoded again
+from their bytes (a field of two JSON types in one batch, a null, an absent field: a frame
+would give ``3`` as ``3.0``, a number as text, an absent field as null).
 
 ``Stream.monitor_drift(profile, ...)`` is the :class:`DriftNode`: a node with two ports.
 Port 0 passes the records on untouched (same chunks: values, keys, headers, even the
