@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -167,9 +167,18 @@ def test_unusable_listings_are_dead_lettered_and_odd_ones_priced_with_flags(trai
 
 def test_a_new_champion_prices_checks_watches_and_enriches_later_records_without_a_restart(
         trained: Trained, tmp_path: Path) -> None:
-    # A copy of the trained home, so promoting here leaves the session's champion alone.
+    # A home with a copy of the trained home's database (the models' artifacts and lineage name
+    # files of the original, only read), so promoting here leaves the session's champion alone.
+    # Copied with SQLite's backup API: opening and closing the file by hand (shutil) would drop
+    # the POSIX locks this process's open connections to it hold, and their next reads could
+    # miss what other processes write (SQLite's "How To Corrupt", section 2.2).
     home = scenario.Home(tmp_path / "home")
-    shutil.copytree(trained.home.path, home.path)
+    home.path.mkdir()
+    with sqlite3.connect(trained.home.path / "headwater.db") as source, \
+            sqlite3.connect(home.path / "headwater.db") as copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
     registry = home.registry()
     old = registry.resolve("house_prices@champion")
     listings = as_listings(rows_of(trained)["listings"])
