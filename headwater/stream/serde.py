@@ -355,12 +355,17 @@ def _exponents_fixable(frame: pl.DataFrame) -> bool:
     """Whether every ``e+`` polars wrote is a number's exponent (no name or text value holds one)."""
     if any("e+" in name for name in frame.columns):
         return False
-    flat = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.String)]
-    if any(_holds_text(dtype) for name, dtype in frame.schema.items() if name not in flat):
-        return False  # text inside lists or structs: not worth searching, msgspec writes it
-    if not flat:
+    searches: list[pl.Expr] = []
+    for name, dtype in frame.schema.items():
+        if isinstance(dtype, pl.String):
+            searches.append(pl.col(name).str.contains("e+", literal=True).any())
+        elif isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.String):  # e.g. check's flag lists
+            searches.append(pl.col(name).list.eval(pl.element().str.contains("e+", literal=True)).list.any().any())
+        elif _holds_text(dtype):
+            return False  # text deeper inside lists or structs: not worth searching, msgspec writes it
+    if not searches:
         return True
-    return not frame.select(pl.any_horizontal(pl.col(flat).str.contains("e+", literal=True).any())).item()
+    return not frame.select(pl.any_horizontal(searches).fill_null(False)).item()
 
 
 def ndjson_lines(frame: pl.DataFrame, encoder: msgspec.json.Encoder) -> list[bytes | None]:

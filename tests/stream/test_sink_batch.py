@@ -59,6 +59,8 @@ def test_text_holding_an_exponent_sign_is_never_rewritten(text: str) -> None:
     frame = pl.DataFrame({"f": [1e16, 2.5e-9, 7.0], "s": [text, None, "x"], "l": [["a", text], [], None]})
     assert ndjson_lines(frame, ENCODER) == _per_record(frame)
     assert ndjson_lines(frame.drop("l"), ENCODER) == _per_record(frame.drop("l"))
+    flags = pl.DataFrame({"f": [1e16, 2.0], "codes": [[text], []]})
+    assert ndjson_lines(flags, ENCODER) == _per_record(flags)
     named = pl.DataFrame({"size e+x": [1e20]})
     assert ndjson_lines(named, ENCODER) == [b'{"size e+x":1e20}']
 
