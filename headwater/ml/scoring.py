@@ -22,7 +22,7 @@ import importlib.util
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,12 +56,19 @@ class Scorer:
     version: Any = None  # the ModelVersion (signature, metrics), when loaded from a registry
     # estimator.predict for a few rows without its fixed per-call cost, when the model allows (treewalk).
     small_predict: Any = field(default=None, compare=False, repr=False)
+    # The features come out as the matrix's columns, in order, all integer, float or boolean:
+    # a few rows can then go to numpy as Python values (see score).
+    rows_matrix: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.small_predict is None and type(self.estimator).__module__.startswith("sklearn."):
             from headwater.ml.treewalk import small_batch_predictor
 
             object.__setattr__(self, "small_predict", small_batch_predictor(self.estimator))
+        schema = getattr(self.features, "output_schema", None)
+        if isinstance(schema, Mapping) and list(schema) == list(self.names) and all(
+                t.is_integer() or t.is_float() or t == pl.Boolean for t in schema.values()):
+            object.__setattr__(self, "rows_matrix", True)
 
     def validate(self, frame: pl.DataFrame) -> pl.Series:
         """Per row, why it does not fit the model's input signature (null for the rows that fit)."""
@@ -71,7 +78,13 @@ class Scorer:
         """Predictions for the rows of ``frame`` (already validated), in one estimator call."""
         feats = self.features.transform(frame, coerce=True)
         # The same matrix as training builds (headwater.ml.train): Float64 columns in signature order.
-        x = feats.select(pl.col(self.names).cast(pl.Float64)).to_numpy()
+        if self.rows_matrix and 0 < feats.height <= SMALL_MAX_ROWS:
+            # The same float64 values as the cast below (ints and booleans convert exactly or
+            # round to nearest in both, null becomes NaN), without a Polars query run: 0.005
+            # against 0.28 ms for one row of 36 columns.
+            x = np.array(feats.rows(), dtype=np.float64)
+        else:
+            x = feats.select(pl.col(self.names).cast(pl.Float64)).to_numpy()
         if self.small_predict is not None and len(x) <= SMALL_MAX_ROWS:
             raw = self.small_predict(x)  # equal bit for bit; a REST request's one record costs 10x less
         else:

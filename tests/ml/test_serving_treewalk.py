@@ -94,3 +94,27 @@ def test_a_matrix_of_another_shape_or_type_goes_to_sklearn(model: HistGradientBo
     assert _bits(predict(x32)) == _bits(model.predict(x32))
     with pytest.raises(ValueError, match="features"):
         predict(np.zeros((1, N_FEATURES + 1)))  # sklearn's own error for a wrong width
+
+
+def test_a_scorer_gives_a_few_rows_what_it_gives_them_in_a_big_frame() -> None:
+    # The whole few-rows path of REST scoring (rows to numpy, the tree walk) against the
+    # batch path (a Polars cast to a matrix, sklearn's predict), bit for bit, nulls included.
+    from headwater.ml.registry_sql import memory_registry
+    from headwater.ml.scoring import load_scorer
+    from headwater.ml.train import train
+    from tests.ml.house_features import house_features, synthetic_houses
+
+    houses = synthetic_houses(300, seed=4)
+    result = train(houses, target="price", features=house_features(),
+                   estimator=HistGradientBoostingRegressor(max_iter=15, random_state=0), seed=0,
+                   importance_sample=20, importance_repeats=1, target_transform="log1p")
+    registry = memory_registry()
+    result.register(registry, "houses", author="test")
+    scorer = load_scorer(registry, "houses:1")
+    assert scorer.small_predict is not None and scorer.rows_matrix
+    frame = synthetic_houses(60, seed=5).drop("price")
+    assert frame["bathrooms"].null_count() > 0  # a null feature value goes through the few-rows path too
+    whole = scorer.score(frame)
+    assert len(whole) > MAX_ROWS  # the whole frame takes sklearn's path
+    for start, n in zip(range(0, 60, 5), [1, 2, 3, 5, 8, 1, 4, 6, 7, 2, 3, 8], strict=True):
+        assert _bits(scorer.score(frame.slice(start, n))) == _bits(whole[start:start + n]), (start, n)
