@@ -33,7 +33,7 @@ from headwater.orchestration.dag import (
 )
 from headwater.orchestration.spec import DEFAULT_POOL, TaskSpec
 from headwater.orchestration.states import TriggerRule
-from headwater.orchestration.taskgroup import current_group
+from headwater.orchestration.taskgroup import DependencyMixin, current_group
 
 if TYPE_CHECKING:
     from headwater.orchestration.context import Context
@@ -144,7 +144,7 @@ def _missing_argument_error(cls: type, kwargs: dict[str, Any], message: str) -> 
     )
 
 
-class BaseOperator:
+class BaseOperator(DependencyMixin):
     """Base of every task. Subclasses implement :meth:`execute`.
 
     ``template_fields`` names attributes rendered with Jinja before ``execute``;
@@ -366,24 +366,6 @@ class BaseOperator:
         """Make ``other`` (a task, an XComArg, a TaskGroup or a list of them) run after this task."""
         for op in operators_of(other, end="roots"):
             _add_edge(self, op)
-
-    def __rshift__(self, other: Any) -> Any:
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other: Any) -> Any:
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other: Any) -> BaseOperator:
-        # ``[a, b] >> self``
-        self.set_upstream(other)
-        return self
-
-    def __rlshift__(self, other: Any) -> BaseOperator:
-        # ``[a, b] << self``
-        self.set_downstream(other)
-        return self
 
     # -- spec
     def to_spec(self) -> TaskSpec:

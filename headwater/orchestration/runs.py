@@ -132,13 +132,7 @@ def clear_task_instances(
     pattern = re.compile(task_regex) if task_regex else None
     selected = {tid for tid in spec.tasks if pattern is None or pattern.search(tid)}
     if downstream:
-        down = spec.downstream()
-        stack = list(selected)
-        while stack:
-            for d in down[stack.pop()]:
-                if d not in selected:
-                    selected.add(d)
-                    stack.append(d)
+        selected = spec.with_downstream(selected)
     failed_states = {TaskState.FAILED, TaskState.UPSTREAM_FAILED}
     cleared: list[TaskInstanceRecord] = []
     work = UnitOfWork()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -100,6 +101,18 @@ class DagSpec:
             for up in t.upstream:
                 out[up].append(tid)
         return out
+
+    def with_downstream(self, task_ids: Iterable[str]) -> set[str]:
+        """``task_ids`` and every task downstream of them, transitively (what "clear with downstream" clears)."""
+        selected = set(task_ids)
+        down = self.downstream()
+        stack = list(selected)
+        while stack:
+            for d in down[stack.pop()]:
+                if d not in selected:
+                    selected.add(d)
+                    stack.append(d)
+        return selected
 
     def topological_order(self) -> list[str]:
         """Task ids with every task after all of its upstream tasks (stable by definition order)."""

@@ -14,7 +14,7 @@ import functools
 import re
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from headwater.errors import DagDefinitionError
 from headwater.orchestration.dag import DAG, current_dag
@@ -34,7 +34,37 @@ def current_group(dag: DAG | None) -> TaskGroup | None:
     return None
 
 
-class TaskGroup:
+class DependencyMixin:
+    """``>>`` and ``<<`` for anything with ``set_upstream``/``set_downstream`` (tasks and task groups).
+
+    ``a >> b`` returns ``b`` so chains read left to right; ``[a, b] >> x`` lands in
+    ``x.__rrshift__`` and returns ``x``.
+    """
+
+    def set_upstream(self, other: Any) -> None:
+        raise NotImplementedError
+
+    def set_downstream(self, other: Any) -> None:
+        raise NotImplementedError
+
+    def __rshift__(self, other: Any) -> Any:
+        self.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: Any) -> Any:
+        self.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: Any) -> Self:
+        self.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: Any) -> Self:
+        self.set_downstream(other)
+        return self
+
+
+class TaskGroup(DependencyMixin):
     """A named group of tasks in a DAG; use as a context manager.
 
     ``TaskGroup(group_id, tooltip="", prefix_group_id=True, default_args=None,
@@ -184,21 +214,6 @@ class TaskGroup:
         for task in self.leaves:
             task.set_downstream(other)
 
-    def __rshift__(self, other: Any) -> Any:
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other: Any) -> Any:
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other: Any) -> TaskGroup:
-        self.set_upstream(other)
-        return self
-
-    def __rlshift__(self, other: Any) -> TaskGroup:
-        self.set_downstream(other)
-        return self
 
 
 def task_group(

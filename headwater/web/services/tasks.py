@@ -190,15 +190,7 @@ def mark(
     spec = get_record(ctx, dag_id).spec
     run = get_run_record(ctx, dag_id, run_id)
     _check_tasks(spec.tasks, task_ids, dag_id)
-    selected = set(task_ids)
-    if downstream:
-        down = spec.downstream()
-        stack = list(selected)
-        while stack:
-            for d in down[stack.pop()]:
-                if d not in selected:
-                    selected.add(d)
-                    stack.append(d)
+    selected = spec.with_downstream(task_ids) if downstream else set(task_ids)
     now = ctx.clock.now()
     tis = ctx.store.list_task_instances(dag_id, run_id)
     # While tasks of the run are queued or running, the scheduler holds the run in memory and would
