@@ -9,7 +9,9 @@ file to adopt the result instead of running the try again.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import threading
 
 from headwater.executor.base import TaskEvent
 
@@ -19,6 +21,9 @@ EVENT_SUFFIX = ".event.json"
 def event_path(log_path: str) -> str:
     """Where the terminal event of the try logging to ``log_path`` is kept."""
     return log_path + EVENT_SUFFIX
+
+
+_counter = itertools.count()
 
 
 def write_event_file(path: str, event: TaskEvent) -> None:
@@ -35,9 +40,12 @@ def write_event_file(path: str, event: TaskEvent) -> None:
     """
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    # One temporary file per call, not per process: two threads of one process may report the
+    # same try (a kill and the cancelled future's callback in the Dask executor), and with a
+    # shared name one's O_TRUNC could empty the file the other had just renamed into place.
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.{next(_counter)}.tmp"
     data = event.to_json().encode("utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         view = memoryview(data)
         while view:
