@@ -56,6 +56,7 @@ def create_app(
     reads no DAG file.
     """
     from fastapi import FastAPI
+    from starlette.middleware.gzip import GZipMiddleware
     from starlette.middleware.sessions import SessionMiddleware
 
     from headwater.web import auth
@@ -82,6 +83,10 @@ def create_app(
         SessionMiddleware, secret_key=secret_key or auth.secret_key(settings), session_cookie=auth.SESSION_COOKIE,
         max_age=auth.SESSION_MAX_AGE, same_site="lax", https_only=False,
     )
+    # Pages are mostly repeated markup (a grid of 25 runs x 100 tasks is ~170 KiB, ~10 KiB
+    # gzipped); the live fragments polled every 2 s shrink the same way. Log tails are polled,
+    # not streamed, so nothing waits on a compressor's buffer.
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     if allowed_hosts:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
