@@ -83,7 +83,7 @@ def create_app(
         SessionMiddleware, secret_key=secret_key or auth.secret_key(settings), session_cookie=auth.SESSION_COOKIE,
         max_age=auth.SESSION_MAX_AGE, same_site="lax", https_only=False,
     )
-    # Pages are mostly repeated markup (a grid of 25 runs x 100 tasks is ~170 KiB, ~10 KiB
+    # Pages are mostly repeated markup (a grid of 25 runs x 100 tasks is ~170 KiB, 4.5 KiB
     # gzipped); the live fragments polled every 2 s shrink the same way. Log tails are polled,
     # not streamed, so nothing waits on a compressor's buffer.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
