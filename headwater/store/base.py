@@ -241,7 +241,16 @@ class MetadataStore(Protocol):
         offset: int = 0,
         newest_first: bool = True,
     ) -> list[DagRunRecord]:
-        """Runs ordered by logical date; ``start``/``end`` bound the logical date (inclusive)."""
+        """Runs ordered by logical date, newest first unless ``newest_first=False``; ``start``/``end``
+        bound the logical date (inclusive)."""
+        ...
+
+    def latest_runs(
+        self, dag_ids: Iterable[str], per_dag: int, *, run_types: Iterable[str] | None = None
+    ) -> dict[str, list[DagRunRecord]]:
+        """The newest ``per_dag`` runs of each DAG in ``dag_ids`` (of ``run_types`` if given), newest
+        first, in one round trip: a DAG list page asks this once, not once per DAG. DAGs without
+        runs map to an empty list."""
         ...
 
     def list_task_instances(

@@ -304,6 +304,26 @@ def test_list_runs_filters_order_and_pagination(store: SqlStore) -> None:
     )
 
 
+def test_latest_runs_of_many_dags_in_one_call(store: SqlStore) -> None:
+    for day in range(5):
+        kind = RunType.SCHEDULED if day % 2 == 0 else RunType.MANUAL
+        store.create_run(run(run_id=f"r{day}", day=day, run_type=kind), [])
+    store.create_run(run("other", "o0", day=0), [])
+    store.create_run(run("other", "o1", day=3), [])
+    store.create_run(run("not-asked", "n0", day=9), [])
+
+    def ids(found: dict[str, list[DagRunRecord]]) -> dict[str, list[str]]:
+        return {dag: [r.run_id for r in runs] for dag, runs in found.items()}
+
+    assert ids(store.latest_runs(["d", "other", "none"], 2)) == {"d": ["r4", "r3"], "other": ["o1", "o0"], "none": []}
+    assert ids(store.latest_runs(["d", "other"], 1, run_types=[RunType.SCHEDULED])) == {"d": ["r4"], "other": []}
+    assert ids(store.latest_runs(["d"], 10, run_types=["manual"])) == {"d": ["r3", "r1"]}
+    assert ids(store.latest_runs(["d", "d"], 9)) == {"d": ["r4", "r3", "r2", "r1", "r0"]}
+    assert store.latest_runs([], 3) == {} and store.latest_runs(["d"], 0) == {"d": []}
+    # the records are whole: the same as list_runs gives
+    assert store.latest_runs(["other"], 1)["other"] == store.list_runs("other", limit=1)
+
+
 # -- task instances and tries
 
 

@@ -285,6 +285,48 @@ def test_thousand_runs_paginate(ui: TestClient, web_home: WebHome) -> None:
         ui, f"/dags/flaky/tasks/after?run_id={small_run}")
 
 
+def test_many_dags_paginate_in_a_constant_number_of_queries(ui: TestClient, web_home: WebHome) -> None:
+    """120 more DAGs, each with runs: the list shows 50 a page with a pager, and a full page runs
+    no more queries than a short one (no query per DAG)."""
+    import datetime as dt
+
+    from headwater.orchestration.spec import DagSpec, TaskSpec
+    from headwater.orchestration.states import RunState
+    from headwater.store.base import DagRunRecord
+
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    for n in range(120):
+        dag_id = f"many_{n:03d}"
+        web_home.store.upsert_dag(DagSpec(dag_id=dag_id, tasks={"t": TaskSpec(task_id="t")}, fileloc="/nowhere.py",
+                                          schedule="0 0 * * *", start_date=start))
+        for day in range(3):
+            when = start + dt.timedelta(days=day)
+            web_home.store.create_run(DagRunRecord(dag_id, f"scheduled__{day}", when, when, when + dt.timedelta(days=1),
+                                                   "scheduled", RunState.SUCCESS), [])
+    total = 123  # and etl, flaky, xss_dag of the home
+    first = ui.get("/dags", headers=PAGE)
+    assert first.text.count("data-dag-id=") == 50
+    assert f"{total} DAGs · page 1 of 3" in first.text and 'href="/dags?page=2"' in first.text
+    last = ui.get("/dags", params={"page": 3}, headers=PAGE)
+    assert last.text.count("data-dag-id=") == total - 100 and "page 3 of 3" in last.text
+    beyond = ui.get("/dags", params={"page": 99}, headers=PAGE)  # past the end: the last page
+    assert beyond.text.count("data-dag-id=") == total - 100
+    # each DAG's own runs and next run, though read for the whole page at once
+    row = first.text[first.text.index('data-dag-id="many_000"'):]
+    row = row[:row.index("</tr>")]
+    assert row.count('class="dot s-success"') == 3
+    searched = ui.get("/dags", params={"q": "many_11", "page": 1}, headers=PAGE)
+    assert searched.text.count("data-dag-id=") == 10 and "page 1 of" not in searched.text
+    assert queries_of(ui, "/dags") <= queries_of(ui, "/dags?page=3")
+    assert queries_of(ui, "/dags/fragment") <= queries_of(ui, "/dags/fragment?page=3")
+    api = ui.get("/api/v1/dags", params={"limit": 10, "offset": 115}).json()
+    # by id: etl, flaky, many_000 ... many_119, xss_dag
+    assert api["total"] == total
+    assert [d["dag_id"] for d in api["dags"]] == [f"many_{n}" for n in range(113, 120)] + ["xss_dag"]
+    assert [len(d["last_runs"]) for d in api["dags"]] == [3] * 7 + [0]
+    assert api["dags"][0]["next_run"] is not None
+
+
 def queries_of(client: TestClient, path: str) -> int:
     """How many SQL statements the app runs to answer GET ``path``."""
     from sqlalchemy import event
@@ -425,7 +467,7 @@ def test_dag_list_filters_and_runs_by_state(ui: TestClient) -> None:
     assert 'data-dag-id="etl"' in by_tag and 'data-dag-id="flaky"' not in by_tag
     by_name = ui.get("/dags", params={"q": "fla"}, headers=PAGE).text
     assert 'data-dag-id="flaky"' in by_name and 'data-dag-id="etl"' not in by_name
-    assert 'hx-get="/dags/fragment?q=fla&tag="' in by_name  # the live refresh keeps the filter
+    assert 'hx-get="/dags/fragment?q=fla&tag=&page=1"' in by_name  # the live refresh keeps the filter and page
     failed = ui.get("/dags/flaky/runs", params={"state": "failed"}, headers=PAGE).text
     assert WebHome.flaky_run in failed
     assert "No success runs." in ui.get("/dags/flaky/runs", params={"state": "success"}, headers=PAGE).text

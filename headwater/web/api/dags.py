@@ -33,8 +33,11 @@ def list_dags(
     paused: bool | None = None,
     search: str | None = Query(None, description="Part of the DAG id, any case."),
     last_runs: int = Query(5, ge=0, le=50, description="How many of each DAG's newest runs to include."),
+    limit: int = Query(100, ge=1, le=1000, description="DAGs per page (by id); `total` counts them all."),
+    offset: int = Query(0, ge=0, description="DAGs to skip."),
 ) -> service.DagList:
-    return service.list_dags(ctx, tag=tag, paused=paused, search=search, last_runs=last_runs)
+    return service.list_dags(ctx, tag=tag, paused=paused, search=search, last_runs=last_runs, limit=limit,
+                             offset=offset)
 
 
 @router.get("/import-errors", response_model=list[service.ImportErrorInfo], summary="DAG files that failed to load")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from headwater.errors import HeadwaterError, UserError
@@ -25,6 +26,8 @@ router = APIRouter(dependencies=[Depends(require_read)])
 #: Runs per grid page (columns) and per runs-table page.
 GRID_PAGE = 25
 RUNS_PAGE = 50
+#: DAGs per page of the DAG list.
+DAGS_PAGE = 50
 #: The graph's room on a page (px); deeper DAGs are drawn top to bottom (see layout_graph).
 GRAPH_WIDTH = 1240
 #: htmx stops polling an element when a response has this status.
@@ -44,24 +47,46 @@ def home() -> Response:
 
 @router.get("/dags", response_class=HTMLResponse, include_in_schema=False)
 @html_errors
-def dags_page(request: Request, ctx: Ctx, tag: str | None = None, q: str | None = None) -> HTMLResponse:
-    listing = dags_service.list_dags(ctx, tag=tag or None, search=q or None, last_runs=queries.RECENT_RUNS)
-    tags = sorted({t for r in ctx.store.list_dags() for t in r.spec.tags})
+def dags_page(request: Request, ctx: Ctx, tag: str | None = None, q: str | None = None,
+              page_no: Annotated[int, Query(alias="page")] = 1) -> HTMLResponse:
+    listing, page_no, pages = _dag_listing(ctx, tag, q, page_no)
+    records = ctx.store.list_dags()
+    tags = sorted({t for r in records for t in r.spec.tags})
     return page(
-        request, "ui/dags.html", section="dags", rows=listing.dags, fields=_fields(ctx), tags=tags,
+        request, "ui/dags.html", section="dags", rows=listing.dags, fields=_fields(records, listing), tags=tags,
         tag=tag or "", q=q or "", import_errors=listing.import_errors, dags_folder=str(ctx.settings.dags_folder),
+        page=page_no, pages=pages, total=listing.total, page_href=_dags_href(tag, q),
     )
 
 
 @router.get("/dags/fragment", response_class=HTMLResponse, include_in_schema=False)
-def dags_fragment(request: Request, ctx: Ctx, tag: str | None = None, q: str | None = None) -> HTMLResponse:
-    rows = dags_service.list_dags(ctx, tag=tag or None, search=q or None, last_runs=queries.RECENT_RUNS).dags
-    return fragment(request, "ui/_dag_table.html", rows=rows, fields=_fields(ctx))
+def dags_fragment(request: Request, ctx: Ctx, tag: str | None = None, q: str | None = None,
+                  page_no: Annotated[int, Query(alias="page")] = 1) -> HTMLResponse:
+    listing, page_no, pages = _dag_listing(ctx, tag, q, page_no)
+    return fragment(request, "ui/_dag_table.html", rows=listing.dags, fields=_fields(ctx.store.list_dags(), listing),
+                    page=page_no, pages=pages, total=listing.total, page_href=_dags_href(tag, q))
 
 
-def _fields(ctx: Ctx) -> dict[str, list[forms.Field]]:
-    """The trigger form's inputs of every DAG (one read of the specs)."""
-    return {r.dag_id: forms.trigger_fields(r.spec) for r in ctx.store.list_dags()}
+def _dag_listing(ctx: Ctx, tag: str | None, q: str | None, page_no: int) -> tuple[dags_service.DagList, int, int]:
+    """One page of the DAG list, the page's number (clamped) and the number of pages."""
+    first = dags_service.list_dags(ctx, tag=tag or None, search=q or None, last_runs=queries.RECENT_RUNS,
+                                   limit=DAGS_PAGE, offset=(max(page_no, 1) - 1) * DAGS_PAGE)
+    clamped, pages = _pages(first.total, DAGS_PAGE, page_no)
+    if clamped == page_no:
+        return first, page_no, pages
+    return (dags_service.list_dags(ctx, tag=tag or None, search=q or None, last_runs=queries.RECENT_RUNS,
+                                   limit=DAGS_PAGE, offset=(clamped - 1) * DAGS_PAGE), clamped, pages)
+
+
+def _dags_href(tag: str | None, q: str | None) -> Any:
+    query = urlencode({k: v for k, v in (("q", q), ("tag", tag)) if v})
+    return lambda n: f"/dags?{query}&page={n}" if query else f"/dags?page={n}"
+
+
+def _fields(records: list[DagRecord], listing: dags_service.DagList) -> dict[str, list[forms.Field]]:
+    """The trigger form's inputs of the DAGs shown."""
+    shown = {d.dag_id for d in listing.dags}
+    return {r.dag_id: forms.trigger_fields(r.spec) for r in records if r.dag_id in shown}
 
 
 def _pages(total: int, size: int, page_no: int) -> tuple[int, int]:
