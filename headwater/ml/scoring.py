@@ -215,17 +215,45 @@ class ModelFollower:
         """The scorer in use, without checking the alias (None before the first :meth:`current`)."""
         return self._scorer
 
-    def current(self) -> Scorer:
-        """The scorer to use now: loaded on first call; re-resolved when ``reload_interval`` has passed."""
+    def current(self, pins: dict[str, str] | None = None) -> Scorer:
+        """The scorer to use now: loaded on first call; re-resolved when ``reload_interval`` has passed.
+
+        ``pins`` (a stream batch's :attr:`~headwater.stream.chunk.Context.pins`) makes steps that
+        follow the same reference agree: when another step of the batch already picked a version
+        of ``model_ref``, that version is used (loaded now if needed); otherwise the version chosen
+        here is pinned for the steps after.
+        """
         with self._lock:
             now = self._clock.monotonic()
+            pinned = pins.get(self.model_ref) if pins is not None else None
+            if pinned is not None:
+                if self._scorer is None or self._scorer.label != pinned:
+                    self._switch_to(pinned)
+                    self._checked_at = now
+                return self._scorer  # type: ignore[return-value]
             if self._scorer is None:
                 self._scorer = self._load(self.model_ref)
                 self._checked_at = now
             elif now - self._checked_at >= self.reload_interval:
                 self._checked_at = now
                 self._maybe_switch()
+            if pins is not None:
+                pins.setdefault(self.model_ref, self._scorer.label)
             return self._scorer
+
+    def _switch_to(self, version_ref: str) -> None:
+        """Use ``version_ref`` (another step of the batch chose it); keep the model we have if it cannot load."""
+        try:
+            scorer = self._load(version_ref)
+        except Exception as exc:
+            if self._scorer is None:
+                raise
+            log.warning("%s: could not load %s as the other steps of the batch did, keeping %s: %s",
+                        self.model_ref, version_ref, self._scorer.label, exc)
+            return
+        if self._scorer is not None:
+            log.info("%s now scored by %s (was %s)", self.model_ref, scorer.label, self._scorer.label)
+        self._scorer = scorer
 
     def _load(self, ref: Any) -> Scorer:
         return load_scorer(self.registry, ref, features=self._features, allow_pickle=self._allow_pickle,

@@ -6,7 +6,10 @@ no I/O), build their checks or monitor from that version's ``profile`` and ``sig
 and resolve it again at most every ``reload_interval`` seconds between batches, like
 ``Stream.predict``: when the alias moved, the new version's profile is used from then on
 (a drift monitor starts a new window, since the old one was judged against another
-profile). A new version whose profile cannot be used (a column named in the options is
+profile). Steps of one app that follow the same reference agree batch by batch: the
+first of them to look at the alias picks the version for the batch
+(:attr:`headwater.stream.chunk.Context.pins`) and the others switch to it at once, whatever
+their own ``reload_interval``. A new version whose profile cannot be used (a column named in the options is
 gone) is logged and the step keeps the one it has; a first version that cannot be used
 stops the app with the reason, as a model that cannot load does.
 """
@@ -32,7 +35,7 @@ class Fixed(Generic[T]):
         self.built: T | None = built
         self.version: str | None = None
 
-    def get(self) -> T:
+    def get(self, pins: dict[str, str] | None = None) -> T:
         assert self.built is not None
         return self.built
 
@@ -62,16 +65,42 @@ class Follow(Generic[T]):
             self._registry = open_registry(Settings.from_env())
         return self._registry
 
-    def get(self) -> T:
+    def get(self, pins: dict[str, str] | None = None) -> T:
+        """The object for the version in use; ``pins`` as in
+        :meth:`headwater.ml.scoring.ModelFollower.current`: the version another step of the batch
+        chose for the same reference wins, else the one chosen here is pinned."""
         with self._lock:
             now = self._clock.monotonic()
+            pinned = pins.get(self.ref) if pins is not None else None
+            if pinned is not None:
+                if self.built is None or self.version != pinned:
+                    self._switch_to(pinned)
+                    self._checked_at = now
+                assert self.built is not None
+                return self.built
             if self.built is None:
                 mv = self._registry_or_default().resolve(self.ref)
                 self.built, self.version, self._checked_at = self._build(mv), mv.ref, now
             elif now - self._checked_at >= self.reload_interval:
                 self._checked_at = now
                 self._maybe_switch()
+            if pins is not None and self.version is not None:
+                pins.setdefault(self.ref, self.version)
             return self.built
+
+    def _switch_to(self, version_ref: str) -> None:
+        try:
+            mv = self._registry_or_default().resolve(version_ref)
+            built = self._build(mv)
+        except Exception as exc:
+            if self.built is None:
+                raise
+            log.warning("profile of %s: could not use %s as the other steps of the batch did, keeping %s: %s",
+                        self.ref, version_ref, self.version, exc)
+            return
+        if self.built is not None:
+            log.info("profile of %s: now %s (was %s)", self.ref, mv.ref, self.version)
+        self.built, self.version = built, mv.ref
 
     def _maybe_switch(self) -> None:
         try:

@@ -143,7 +143,7 @@ class Check(BatchStep):
 
     def apply(self, chunk: Chunk, ctx: Context) -> list[Chunk]:
         # Taken outside isolate(): a profile that cannot be used stops the app, it is not bad data.
-        checks = self.source.get()
+        checks = self.source.get(ctx.pins)
 
         def run(part: Chunk) -> Chunk:
             framed = part.as_frame()
@@ -245,7 +245,7 @@ class DriftNode(Node):
         return self.source.built
 
     def run(self, inputs: list[list[Chunk]], ctx: Context) -> list[list[Chunk]]:
-        monitor = self.source.get() if inputs[0] else self.source.built
+        monitor = self.source.get(ctx.pins) if inputs[0] else self.source.built
         passed: list[Chunk] = []
         alerts: list[Chunk] = []
         for chunk in inputs[0]:

@@ -177,6 +177,11 @@ class Context:
     table: InputTable
     outputs: dict[str, Output] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
+    #: Model reference -> the version this batch uses (``"house_prices@champion"`` ->
+    #: ``"house_prices:3"``): the first step of the batch that follows a reference picks the
+    #: version, and every later step following the same reference (check, predict, drift) uses
+    #: that one, so a record is never checked against one version's profile and scored by another.
+    pins: dict[str, str] = field(default_factory=dict)
 
     def dead_letter(self, src: int, step: str, error: BaseException) -> None:
         self.dead.append(DeadLetter(src, step, error))

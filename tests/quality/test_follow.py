@@ -79,3 +79,42 @@ def test_monitor_drift_follows_a_reference(registry: SqlModelRegistry) -> None:
     assert len(result.values("out")) == 800
     assert ("sqft_living", "psi") in {(a["feature"], a["metric"]) for a in result.values("houses.alerts")}
     assert quality_metrics(app)["monitor_drift"]["model_version"] == "house_prices:1"
+
+
+@pytest.mark.parametrize("check_first", [True, False], ids=["check-then-predict", "predict-then-check"])
+def test_steps_following_one_reference_use_one_version_per_batch(
+    registry: SqlModelRegistry, tmp_path: Path, check_first: bool
+) -> None:
+    """The first step of a batch to look at the alias picks the version; the later ones use it,
+    whatever their own reload intervals: a record is not checked against version 2's profile
+    and scored by version 1 (or the reverse) while the steps catch up one by one."""
+    clock = FakeClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    app = StreamApp("house_pricing")
+    stream = app.stream("houses")
+
+    def check(s: Any, interval: float) -> Any:
+        return s.check("house_prices@champion", registry=registry, categorical=["zipcode"], reload_interval=interval,
+                       clock=clock)
+
+    def predict(s: Any, interval: float) -> Any:
+        return s.predict("house_prices@champion", registry=registry, features=house_features(),
+                         output="predicted_price", reload_interval=interval, clock=clock)
+
+    # The first step re-resolves on every batch; the later ones would wait 1,000 s on their own.
+    stream = predict(check(stream, 0), 1000) if check_first else check(predict(stream, 0), 1000)
+    stream.monitor_drift("house_prices@champion", registry=registry, categorical=["zipcode"], window=100,
+                         every=100, reload_interval=1000, clock=clock, alerts_topic="houses.alerts").to("houses.priced")
+    broker = EmbeddedBroker(tmp_path / "topics", session_timeout=1.0)
+    try:
+        first = run_app(app, {"houses": [_listing(8000)]}, broker=broker).values("houses.priced")[-1]
+        assert (first["model_version"], first["data_checks"]) == ("house_prices:1", ["range:sqft_living"])
+
+        registry.promote("house_prices", 2, who="test", reason="bigger houses")
+        clock.advance(1)  # well inside the later steps' reload interval
+        second = run_app(app, {"houses": [_listing(8000)]}, broker=broker).values("houses.priced")[-1]
+        assert (second["model_version"], second["data_checks"]) == ("house_prices:2", [])
+        metrics = quality_metrics(app)
+        assert metrics["check"]["model_version"] == metrics["monitor_drift"]["model_version"] == "house_prices:2"
+    finally:
+        registry.promote("house_prices", 1, who="test", reason="back", force=True)
+        broker.close()
