@@ -4,7 +4,8 @@ Per micro-batch the step (1) takes the model it holds, re-resolving the referenc
 (``"house_prices@champion"``) through the registry at most every ``reload_interval``
 seconds and only when a new batch starts, so a batch in flight always finishes on the
 model it started with, and uses the version that an earlier step of the batch following
-the same reference (``check``) picked, if any (:attr:`~headwater.stream.chunk.Context.pins`); (2) checks the rows against the feature set's input signature
+the same reference (``check``) picked, if any (:attr:`~headwater.stream.chunk.Context.pins`);
+(2) checks the rows against the feature set's input signature
 (:meth:`~headwater.ml.features.FeatureSet.validate_rows`) and dead-letters the rows that
 do not fit, with the reason; (3) transforms the other rows with the fitted features and
 predicts them in one call; (4) adds the prediction column and the ``model_version`` column
