@@ -126,10 +126,11 @@ def clear(env: Env, dag_id: str, task_regex: str | None, start: str | None, end:
 def state_cmd(env: Env, dag_id: str, task_id_or_date: str, logical_date: str | None) -> None:
     """Print the state of a task instance: `tasks state DAG TASK DATE`, or of every task: `tasks state DAG DATE`.
 
-    DATE is a logical date, a day with one run, or a run id.
+    DATE is a logical date, a run id, or a day; a day with several runs means the latest of
+    them, whose run id is said on stderr (stdout keeps only the state, for scripts).
     """
     if logical_date is None:
-        run = env.run(dag_id, task_id_or_date)
+        run = _run_or_latest_of_day(env, dag_id, task_id_or_date)
         tis = env.store.list_task_instances(dag_id, run.run_id)
         from rich.markup import escape
 
@@ -138,12 +139,22 @@ def state_cmd(env: Env, dag_id: str, task_id_or_date: str, logical_date: str | N
         return
     task_id = task_id_or_date
     env.task(dag_id, task_id)
-    run = env.run(dag_id, logical_date)
+    run = _run_or_latest_of_day(env, dag_id, logical_date)
     ti = env.store.get_task_instance(dag_id, run.run_id, task_id)
     if ti is None:
         raise UserError(f"{task_id} has no task instance in {run.run_id}",
                         hint="the task was added after this run was created")
     say(ti.state.value)
+
+
+def _run_or_latest_of_day(env: Env, dag_id: str, text: str) -> DagRunRecord:
+    """The run ``text`` names; for a day with several runs the latest, said on stderr."""
+    latest, runs_that_day = _latest_run_of_day(env, dag_id, text)
+    if latest is None:
+        return env.run(dag_id, text)
+    click.echo(f"# {runs_that_day} runs of {dag_id} on {text}: the latest, {latest.run_id} (give a run id for "
+               f"another; `headwater runs list {dag_id}`)", err=True)
+    return latest
 
 
 def _latest_run_of_day(env: Env, dag_id: str, text: str) -> tuple[DagRunRecord | None, int]:

@@ -178,5 +178,12 @@ def test_logs_of_a_day_with_several_dags_test_runs_show_the_latest_and_say_so(ho
     tried = home.cli("tasks", "logs", "retrying", "flaky", first.run_id, "--try", "1", check=True).stdout
     assert "first try fails on purpose" in tried
 
+    # tasks state takes the same day: the state alone on stdout, which run on stderr
+    state = home.cli("tasks", "state", "retrying", "flaky", day, check=True)
+    assert state.stdout.strip() == "success"
+    assert f"2 runs of retrying on {day}: the latest, {second.run_id}" in " ".join(state.stderr.split())
+    whole = home.cli("tasks", "state", "retrying", day, check=True)
+    assert second.run_id in " ".join(whole.stdout.split()) and first.run_id not in whole.stdout
+
     nothing = home.cli("tasks", "logs", "retrying", "flaky", "2020-01-01")
     assert nothing.returncode == 1 and "has no run at 2020-01-01" in nothing.stderr
